@@ -1,0 +1,55 @@
+# The orders service. `make` builds the worker, `make test` runs every test
+# against real servers, `make check` only the unit tests.
+
+CC	?= cc
+PKGS	= fcgi libpq hiredis json-c
+WARN	= -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	  -Wpointer-arith -Wformat=2 -Wno-unused-parameter
+ifdef USE_WERROR
+WARN	+= -Werror
+endif
+OPT	?= -O2 -g
+CFLAGS	+= $(OPT) $(WARN) -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -I/usr/include/postgresql
+LDLIBS	+= -lfcgi $(shell pkg-config --libs libpq hiredis json-c 2>/dev/null || \
+	   echo -lpq -lhiredis -ljson-c)
+
+BUILD	= build
+SRC	= $(wildcard cgi-src/*.c)
+OBJ	= $(SRC:cgi-src/%.c=$(BUILD)/obj/%.o)
+# Pure modules the unit tests link against (no FastCGI, no servers).
+PURE	= buf valid query order route cache kv log config
+UNIT	= $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all check test clean deps
+
+all: $(BUILD)/orders-worker
+
+$(BUILD)/orders-worker: $(OBJ)
+	$(CC) $(LDFLAGS) -o $@ $(OBJ) $(LDLIBS)
+
+$(BUILD)/obj/%.o: cgi-src/%.c $(wildcard cgi-src/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj:
+	mkdir -p $@
+
+$(BUILD)/test_%: tests/unit/test_%.c $(PURE:%=$(BUILD)/obj/%.o)
+	$(CC) $(CFLAGS) -Icgi-src -o $@ $^ $(LDLIBS) -lcmocka
+
+# Unit tests: pure code, no servers.
+check: $(UNIT)
+	@tests/run-unit.sh $(UNIT)
+
+# Everything: installs what is missing (as root) or says what to install,
+# then the unit tests and the integration suite on real servers.
+test:
+	@./deploy.sh deps --check --test >/dev/null 2>&1 || ./deploy.sh deps --test
+	@$(MAKE) --no-print-directory all $(UNIT)
+	@tests/run-all.sh $(UNIT)
+
+deps:
+	./deploy.sh deps --test
+
+clean:
+	rm -rf $(BUILD)

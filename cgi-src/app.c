@@ -1,0 +1,89 @@
+#include "app.h"
+
+#include <string.h>
+
+#include "handlers.h"
+#include "log.h"
+#include "route.h"
+
+static const struct route routes[] = {
+	{ "/orders/count", HTTP_GET, handle_count_orders },
+	{ "/orders/{id}", HTTP_GET, handle_get_order },
+	{ "/orders/{id}", HTTP_DELETE, handle_delete_order },
+	{ "/orders", HTTP_POST, handle_create_order },
+	{ "/healthz", HTTP_GET, handle_health },
+};
+
+int
+app_init(struct app *app, const struct config *cfg)
+{
+	memset(app, 0, sizeof(*app));
+	app->cfg = cfg;
+	app->db = db_new(cfg->database_url, cfg->statement_timeout_ms);
+	app->kv = kv_new(&cfg->redis, cfg->redis_timeout_ms);
+	if (app->db == NULL || app->kv == NULL) {
+		app_free(app);
+		return -1;
+	}
+	app->cache.kv = app->kv;
+	app->cache.prefix = cfg->cache_prefix;
+	app->cache.ttl = cfg->cache_ttl;
+	return 0;
+}
+
+void
+app_free(struct app *app)
+{
+	if (app == NULL)
+		return;
+	db_free(app->db);
+	kv_free(app->kv);
+	buf_free(&app->body);
+	app->db = NULL;
+	app->kv = NULL;
+}
+
+static void
+dispatch(struct app *app, FCGX_Request *fr, const struct request *req,
+    struct response *resp)
+{
+	struct exchange x = { app, req, resp, fr->in, 0 };
+	const struct route *route;
+	unsigned allowed;
+	char allow[64];
+
+	switch (route_match(routes, sizeof(routes) / sizeof(routes[0]),
+	    req->path, req->method, &route, &x.id, &allowed)) {
+	case ROUTE_NOT_FOUND:
+		http_error(resp, 404, "no such resource");
+		return;
+	case ROUTE_BAD_METHOD:
+		http_error(resp, 405, "method not allowed");
+		http_header(resp, "Allow", "%s",
+		    route_allow(allowed, allow, sizeof(allow)));
+		return;
+	case ROUTE_OK:
+		route->handler(&x);
+		return;
+	}
+}
+
+void
+app_handle(struct app *app, FCGX_Request *fr)
+{
+	static struct response resp;	/* reused: its buffers stay allocated */
+	struct request req;
+	char err[128];
+	int status;
+
+	http_response_reset(&resp);
+	status = http_request_parse(fr->envp, &req, err, sizeof(err));
+	log_set_request_id(req.request_id);
+	if (status != 0)
+		http_error(&resp, status, err);
+	else
+		dispatch(app, fr, &req, &resp);
+	if (http_send(fr->out, &req, &resp) == -1)
+		log_warn("client went away before the answer was sent");
+	log_set_request_id(NULL);
+}

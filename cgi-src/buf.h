@@ -1,0 +1,23 @@
+/* A growable byte buffer, always NUL-terminated so it can be used as a string. */
+#ifndef ORDERS_BUF_H
+#define ORDERS_BUF_H
+
+#include <stddef.h>
+
+struct buf {
+	char   *data;	/* owned; NULL until the first append */
+	size_t  len;
+	size_t  cap;
+};
+
+#define BUF_INIT { NULL, 0, 0 }
+
+int  buf_append(struct buf *b, const void *data, size_t len);
+int  buf_puts(struct buf *b, const char *s);
+int  buf_printf(struct buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void buf_reset(struct buf *b);	/* keeps the memory for reuse */
+void buf_free(struct buf *b);	/* NULL-safe */
+const char *buf_str(const struct buf *b);	/* "" when empty */
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * The caching module: the tutorial's decorator, in C. A handler hands it a
+ * key and a loader; it answers from Redis when it can, else runs the loader
+ * (Postgres) and stores what it returned for CACHE_TTL seconds. Writes ask
+ * it to drop what they made stale. Redis trouble is never the caller's
+ * trouble: the answer then comes from the loader, marked BYPASS.
+ *
+ * Keys are <prefix><namespace>:<id>, e.g. orders:count:customerid=42 or
+ * orders:id:17. A namespace whose entries must all go at once (every count
+ * changes with any write) is "indexed": each of its keys is also recorded in
+ * the set <prefix>index:<namespace>, so no KEYS or SCAN is ever needed.
+ */
+#ifndef ORDERS_CACHE_H
+#define ORDERS_CACHE_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "kv.h"
+
+#define CACHE_KEY_MAX	256
+
+enum cache_status { CACHE_HIT, CACHE_MISS, CACHE_BYPASS };
+
+/* What a loader found. Only LOAD_OK answers are stored. */
+enum cache_load { LOAD_OK, LOAD_NOTFOUND, LOAD_UNAVAILABLE, LOAD_ERROR };
+
+struct cache_ns {
+	const char	*name;		/* "count", "id" */
+	int		 indexed;
+};
+
+struct cache {
+	struct kv	*kv;		/* borrowed */
+	const char	*prefix;	/* borrowed */
+	int		 ttl;
+};
+
+struct cache_result {
+	enum cache_status status;
+	double		 cache_ms;	/* time spent on Redis */
+	double		 load_ms;	/* time spent in the loader */
+};
+
+/* Appends the body of a LOAD_OK answer to body. */
+typedef enum cache_load (*cache_loader)(void *arg, struct buf *body);
+
+/* <prefix><ns>:<id> into out; the length, or -1 if it does not fit. */
+int cache_key(char *out, size_t outlen, const char *prefix,
+    const struct cache_ns *ns, const char *id);
+
+/* <prefix>index:<ns>; the length, or -1 if it does not fit. */
+int cache_index_key(char *out, size_t outlen, const char *prefix,
+    const struct cache_ns *ns);
+
+/*
+ * The answer for <ns>:<id> into body: from Redis, else from load(arg)
+ * (stored on LOAD_OK). res says which and where the time went.
+ */
+enum cache_load cache_read(struct cache *c, const struct cache_ns *ns,
+    const char *id, cache_loader load, void *arg, struct buf *body,
+    struct cache_result *res);
+
+/*
+ * Drops the entry <ns>:<id> (ns may be NULL) and every entry of the indexed
+ * namespaces all[0..nall). Call after the write has committed. 0, or -1 if
+ * Redis could not be told (logged).
+ */
+int cache_invalidate(struct cache *c, const struct cache_ns *ns,
+    const char *id, const struct cache_ns *const *all, int nall);
+
+#endif

@@ -1,0 +1,78 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_DATABASE_URL	"postgresql:///orders"
+#define DEFAULT_REDIS_URL	"redis://127.0.0.1:6379/0"
+
+static const char *
+env_or(const char *name, const char *fallback)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && v[0] != '\0' ? v : fallback;
+}
+
+/* An integer setting in [lo, hi]; 0, or -1 with a message. */
+static int
+env_int(const char *name, int fallback, int lo, int hi, int *out, char *err,
+    size_t errlen)
+{
+	const char *v = getenv(name);
+	char *end;
+	long n;
+
+	*out = fallback;
+	if (v == NULL || v[0] == '\0')
+		return 0;
+	n = strtol(v, &end, 10);
+	if (*end != '\0' || n < lo || n > hi) {
+		snprintf(err, errlen, "%s must be an integer from %d to %d",
+		    name, lo, hi);
+		return -1;
+	}
+	*out = (int)n;
+	return 0;
+}
+
+int
+config_load(struct config *cfg, char *err, size_t errlen)
+{
+	const char *level;
+	size_t i;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->database_url = env_or("DATABASE_URL", DEFAULT_DATABASE_URL);
+	if (kv_url_parse(env_or("REDIS_URL", DEFAULT_REDIS_URL), &cfg->redis,
+	    err, errlen) == -1)
+		return -1;
+	if (env_int("CACHE_TTL", 60, 1, 86400 * 30, &cfg->cache_ttl, err,
+	    errlen) == -1 ||
+	    env_int("REDIS_TIMEOUT_MS", 100, 1, 10000, &cfg->redis_timeout_ms,
+	    err, errlen) == -1 ||
+	    env_int("STATEMENT_TIMEOUT_MS", 5000, 100, 600000,
+	    &cfg->statement_timeout_ms, err, errlen) == -1)
+		return -1;
+	cfg->cache_prefix = env_or("CACHE_PREFIX", "orders:");
+	if (strlen(cfg->cache_prefix) > CACHE_PREFIX_MAX) {
+		snprintf(err, errlen, "CACHE_PREFIX is longer than %d",
+		    CACHE_PREFIX_MAX);
+		return -1;
+	}
+	/* Keys are documented as readable: keep the prefix printable. */
+	for (i = 0; cfg->cache_prefix[i] != '\0'; i++)
+		if (cfg->cache_prefix[i] <= ' ' || cfg->cache_prefix[i] > '~') {
+			snprintf(err, errlen, "CACHE_PREFIX must be printable "
+			    "ASCII without spaces");
+			return -1;
+		}
+	level = env_or("LOG_LEVEL", "info");
+	if (log_level_parse(level, &cfg->log_level) == -1) {
+		snprintf(err, errlen, "LOG_LEVEL must be debug, info, warn or "
+		    "error");
+		return -1;
+	}
+	return 0;
+}

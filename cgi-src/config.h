@@ -1,0 +1,28 @@
+/*
+ * The configuration: read once from the environment at start-up into one
+ * struct that nothing changes afterwards.
+ */
+#ifndef ORDERS_CONFIG_H
+#define ORDERS_CONFIG_H
+
+#include <stddef.h>
+
+#include "kv.h"
+#include "log.h"
+
+#define CACHE_PREFIX_MAX	64
+
+struct config {
+	const char	*database_url;	/* from the environment, not copied */
+	struct kv_url	 redis;
+	int		 cache_ttl;		/* seconds */
+	const char	*cache_prefix;
+	int		 redis_timeout_ms;	/* connect and each command */
+	int		 statement_timeout_ms;
+	enum log_level	 log_level;
+};
+
+/* 0, or -1 with the reason in err. */
+int config_load(struct config *cfg, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,383 @@
+#include "db.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "log.h"
+
+#define CONNECT_TIMEOUT_S	"2"
+
+struct db {
+	const char	*conninfo;	/* borrowed from the configuration */
+	int		 timeout_ms;
+	PGconn		*conn;		/* NULL while disconnected */
+	int		 timed_out;	/* the last statement hit its deadline */
+};
+
+static const char SQL_COUNT[] =
+    "SELECT count(*) FROM orders"
+    " WHERE ($1::int IS NULL OR customerid = $1::int)"
+    "   AND ($2::date IS NULL OR orderdate >= $2::date)"
+    "   AND ($3::date IS NULL OR orderdate <= $3::date)"
+    "   AND ($4::numeric IS NULL OR totalamount >= $4::numeric)";
+
+#define ORDER_COLUMNS \
+    "orderid, orderdate, customerid, netamount, tax, totalamount"
+
+static const char SQL_GET[] =
+    "SELECT " ORDER_COLUMNS " FROM orders WHERE orderid = $1::int";
+
+static const char SQL_INSERT[] =
+    "INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount)"
+    " VALUES (COALESCE($1::date, current_date), $2::int, $3::numeric,"
+    " $4::numeric, $5::numeric) RETURNING " ORDER_COLUMNS;
+
+static const char SQL_DELETE[] = "DELETE FROM orders WHERE orderid = $1::int";
+
+struct db *
+db_new(const char *conninfo, int statement_timeout_ms)
+{
+	struct db *db;
+
+	if ((db = calloc(1, sizeof(*db))) == NULL)
+		return NULL;
+	db->conninfo = conninfo;
+	db->timeout_ms = statement_timeout_ms;
+	return db;
+}
+
+static void
+db_disconnect(struct db *db)
+{
+	PQfinish(db->conn);
+	db->conn = NULL;
+}
+
+void
+db_free(struct db *db)
+{
+	if (db == NULL)
+		return;
+	db_disconnect(db);
+	free(db);
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Waits for the result of the statement just sent, at most until deadline
+ * (monotonic ms). libpq keeps its socket non-blocking, so poll() and
+ * PQconsumeInput() never block; a server that stops answering costs us the
+ * connection, never the worker.
+ */
+static PGresult *
+db_wait_result(struct db *db, int64_t deadline)
+{
+	struct pollfd pfd;
+	PGresult *res, *last = NULL;
+	int64_t left;
+	int flush;
+
+	pfd.fd = PQsocket(db->conn);
+	for (;;) {
+		flush = PQflush(db->conn);
+		if (flush == -1)
+			goto lost;
+		if (flush == 0 && !PQisBusy(db->conn)) {
+			res = PQgetResult(db->conn);
+			if (res == NULL)
+				return last;
+			PQclear(last);
+			last = res;
+			continue;
+		}
+		left = deadline - now_ms();
+		if (left <= 0) {
+			log_warn("postgres: no answer within %d ms, dropping "
+			    "the connection", db->timeout_ms);
+			db->timed_out = 1;
+			goto lost;
+		}
+		pfd.events = POLLIN | (flush == 1 ? POLLOUT : 0);
+		if (poll(&pfd, 1, (int)left) == -1 && errno != EINTR)
+			goto lost;
+		if ((pfd.revents & (POLLIN | POLLERR | POLLHUP)) &&
+		    PQconsumeInput(db->conn) == 0)
+			goto lost;
+	}
+lost:
+	PQclear(last);
+	db_disconnect(db);
+	return NULL;
+}
+
+static int
+db_connect(struct db *db)
+{
+	const char *const keys[] = { "dbname", "connect_timeout",
+	    "application_name", NULL };
+	const char *const vals[] = { db->conninfo, CONNECT_TIMEOUT_S,
+	    "orders-worker", NULL };
+	char msg[256], setting[32];
+	const char *param[1];
+	PGresult *res;
+
+	/* Later keywords win, so the URL's own settings apply otherwise. */
+	db->conn = PQconnectdbParams(keys, vals, 1);
+	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
+		log_warn("postgres: cannot connect: %s", log_safe(msg,
+		    sizeof(msg), db->conn ? PQerrorMessage(db->conn) : "oom"));
+		db_disconnect(db);
+		return -1;
+	}
+	if (PQsetnonblocking(db->conn, 1) == -1) {
+		db_disconnect(db);
+		return -1;
+	}
+	snprintf(setting, sizeof(setting), "%d", db->timeout_ms);
+	param[0] = setting;
+	if (!PQsendQueryParams(db->conn,
+	    "SELECT set_config('statement_timeout', $1, false)", 1, NULL,
+	    param, NULL, NULL, 0))
+		goto fail;
+	res = db_wait_result(db, now_ms() + db->timeout_ms + 1000);
+	if (res == NULL)
+		return -1;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		PQclear(res);
+		goto fail;
+	}
+	PQclear(res);
+	log_info("postgres: connected");
+	return 0;
+fail:
+	log_warn("postgres: cannot set up the session: %s", log_safe(msg,
+	    sizeof(msg), PQerrorMessage(db->conn)));
+	db_disconnect(db);
+	return -1;
+}
+
+/*
+ * A connection is usable when libpq still thinks so after reading whatever
+ * the server sent while we were idle: after a restart, the server's
+ * goodbye (or the socket's EOF) is waiting there, so a dead connection is
+ * found before a statement is sent on it, not after.
+ */
+static int
+db_ensure(struct db *db)
+{
+	if (db->conn != NULL && (PQconsumeInput(db->conn) == 0 ||
+	    PQstatus(db->conn) != CONNECTION_OK)) {
+		log_warn("postgres: connection lost, reconnecting");
+		db_disconnect(db);
+	}
+	if (db->conn == NULL)
+		return db_connect(db);
+	return 0;
+}
+
+static enum db_status
+db_exec_once(struct db *db, const char *sql, int nparams,
+    const char *const *params, ExecStatusType want, PGresult **out)
+{
+	char msg[256];
+	PGresult *res;
+
+	*out = NULL;
+	db->timed_out = 0;
+	if (db_ensure(db) == -1)
+		return DB_UNAVAILABLE;
+	if (!PQsendQueryParams(db->conn, sql, nparams, NULL, params, NULL,
+	    NULL, 0)) {
+		log_warn("postgres: cannot send: %s", log_safe(msg,
+		    sizeof(msg), PQerrorMessage(db->conn)));
+		db_disconnect(db);
+		return DB_UNAVAILABLE;
+	}
+	res = db_wait_result(db, now_ms() + db->timeout_ms + 1000);
+	if (res == NULL)
+		return DB_UNAVAILABLE;
+	if (PQresultStatus(res) != want) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		log_error("postgres: statement failed: %s", log_safe(msg,
+		    sizeof(msg), PQresultErrorMessage(res)));
+		PQclear(res);
+		/*
+		 * Class 08 (connection), 57 (shutdown, cancel by timeout) and
+		 * 53 (resources) are the server being unavailable, not us
+		 * being wrong.
+		 */
+		if (PQstatus(db->conn) != CONNECTION_OK || state == NULL ||
+		    strncmp(state, "08", 2) == 0 ||
+		    strncmp(state, "57", 2) == 0 ||
+		    strncmp(state, "53", 2) == 0) {
+			if (PQstatus(db->conn) != CONNECTION_OK)
+				db_disconnect(db);
+			return DB_UNAVAILABLE;
+		}
+		return DB_ERROR;
+	}
+	*out = res;
+	return DB_OK;
+}
+
+enum exec_kind { EXEC_READ, EXEC_WRITE };
+
+/*
+ * Runs one parameterized statement. On DB_OK *out holds the result (the
+ * caller PQclear()s it). params are text; NULL is SQL NULL.
+ *
+ * A read that finds its connection gone (Postgres restarted since the last
+ * request, a backend terminated) is tried once more on a new connection.
+ * A write is not: it may have committed before the connection broke.
+ */
+static enum db_status
+db_exec(struct db *db, enum exec_kind kind, const char *sql, int nparams,
+    const char *const *params, ExecStatusType want, PGresult **out)
+{
+	enum db_status st;
+	int was_connected = db->conn != NULL;
+
+	st = db_exec_once(db, sql, nparams, params, want, out);
+	if (st == DB_UNAVAILABLE && kind == EXEC_READ && was_connected &&
+	    db->conn == NULL && !db->timed_out)
+		st = db_exec_once(db, sql, nparams, params, want, out);
+	return st;
+}
+
+static void
+copy_text(char *dst, size_t len, const PGresult *res, int row,
+    const char *column)
+{
+	int col = PQfnumber(res, column);
+
+	snprintf(dst, len, "%s", col >= 0 ? PQgetvalue(res, row, col) : "");
+}
+
+static int32_t
+int_value(const PGresult *res, int row, const char *column)
+{
+	int col = PQfnumber(res, column);
+
+	return col >= 0 ? (int32_t)strtol(PQgetvalue(res, row, col), NULL, 10)
+	    : 0;
+}
+
+static void
+row_to_order(const PGresult *res, struct order_row *out)
+{
+	out->orderid = int_value(res, 0, "orderid");
+	out->customerid = int_value(res, 0, "customerid");
+	copy_text(out->orderdate, sizeof(out->orderdate), res, 0, "orderdate");
+	copy_text(out->netamount, sizeof(out->netamount), res, 0, "netamount");
+	copy_text(out->tax, sizeof(out->tax), res, 0, "tax");
+	copy_text(out->totalamount, sizeof(out->totalamount), res, 0,
+	    "totalamount");
+}
+
+enum db_status
+db_count_orders(struct db *db, const struct criteria *c, int64_t *count)
+{
+	char cust[16], money[24];
+	const char *params[4];
+	PGresult *res;
+	enum db_status st;
+
+	snprintf(cust, sizeof(cust), "%d", (int)c->customerid);
+	params[0] = c->has_customerid ? cust : NULL;
+	params[1] = c->has_from ? c->from : NULL;
+	params[2] = c->has_to ? c->to : NULL;
+	params[3] = c->has_min_total ?
+	    money_format(c->min_total_cents, money, sizeof(money)) : NULL;
+	st = db_exec(db, EXEC_READ, SQL_COUNT, 4, params, PGRES_TUPLES_OK, &res);
+	if (st != DB_OK)
+		return st;
+	*count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_status
+db_get_order(struct db *db, int32_t orderid, struct order_row *out)
+{
+	char id[16];
+	const char *params[1] = { id };
+	PGresult *res;
+	enum db_status st;
+
+	snprintf(id, sizeof(id), "%d", (int)orderid);
+	st = db_exec(db, EXEC_READ, SQL_GET, 1, params, PGRES_TUPLES_OK, &res);
+	if (st != DB_OK)
+		return st;
+	if (PQntuples(res) == 0)
+		st = DB_NOTFOUND;
+	else
+		row_to_order(res, out);
+	PQclear(res);
+	return st;
+}
+
+enum db_status
+db_insert_order(struct db *db, const struct new_order *o,
+    struct order_row *out)
+{
+	char cust[16], net[24], tax[24], total[24];
+	const char *params[5];
+	PGresult *res;
+	enum db_status st;
+
+	snprintf(cust, sizeof(cust), "%d", (int)o->customerid);
+	params[0] = o->has_date ? o->orderdate : NULL;
+	params[1] = cust;
+	params[2] = money_format(o->net_cents, net, sizeof(net));
+	params[3] = money_format(o->tax_cents, tax, sizeof(tax));
+	params[4] = money_format(o->total_cents, total, sizeof(total));
+	st = db_exec(db, EXEC_WRITE, SQL_INSERT, 5, params, PGRES_TUPLES_OK, &res);
+	if (st != DB_OK)
+		return st;
+	row_to_order(res, out);
+	PQclear(res);
+	return DB_OK;
+}
+
+enum db_status
+db_delete_order(struct db *db, int32_t orderid)
+{
+	char id[16];
+	const char *params[1] = { id };
+	PGresult *res;
+	enum db_status st;
+
+	snprintf(id, sizeof(id), "%d", (int)orderid);
+	st = db_exec(db, EXEC_WRITE, SQL_DELETE, 1, params, PGRES_COMMAND_OK, &res);
+	if (st != DB_OK)
+		return st;
+	st = strcmp(PQcmdTuples(res), "0") == 0 ? DB_NOTFOUND : DB_OK;
+	PQclear(res);
+	return st;
+}
+
+enum db_status
+db_ping(struct db *db)
+{
+	PGresult *res;
+	enum db_status st;
+
+	st = db_exec(db, EXEC_READ, "SELECT 1", 0, NULL, PGRES_TUPLES_OK, &res);
+	PQclear(res);
+	return st;
+}

@@ -1,0 +1,40 @@
+/*
+ * The Postgres layer: one connection per worker, opened on first use and
+ * opened again after it is lost; every statement parameterized ($1...) and
+ * bounded by a deadline. Knows nothing of Redis, HTTP or JSON.
+ */
+#ifndef ORDERS_DB_H
+#define ORDERS_DB_H
+
+#include <stdint.h>
+
+#include "order.h"
+#include "query.h"
+
+enum db_status {
+	DB_OK,
+	DB_NOTFOUND,	/* no such row */
+	DB_UNAVAILABLE,	/* cannot reach Postgres, or it did not answer in time */
+	DB_ERROR	/* Postgres refused the statement: logged, a bug or a rule */
+};
+
+struct db;
+
+/*
+ * conninfo: a libpq connection string or URI (not copied: must outlive the
+ * handle). statement_timeout_ms bounds each statement on the server, and
+ * the wait for it here. Does not connect yet. Free with db_free().
+ */
+struct db *db_new(const char *conninfo, int statement_timeout_ms);
+void db_free(struct db *db);	/* NULL-safe */
+
+enum db_status db_count_orders(struct db *db, const struct criteria *c,
+    int64_t *count);
+enum db_status db_get_order(struct db *db, int32_t orderid,
+    struct order_row *out);
+enum db_status db_insert_order(struct db *db, const struct new_order *o,
+    struct order_row *out);
+enum db_status db_delete_order(struct db *db, int32_t orderid);
+enum db_status db_ping(struct db *db);
+
+#endif

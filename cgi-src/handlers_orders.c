@@ -1,0 +1,201 @@
+/*
+ * The orders resource. Reads go through the cache (cache_read with a
+ * loader); writes go to Postgres and then tell the cache what they made
+ * stale. Nothing here speaks to Redis or Postgres directly.
+ */
+#include <stdio.h>
+#include <time.h>
+
+#include "handlers.h"
+#include "log.h"
+
+/* Every count may change with any write: one index drops them all. */
+static const struct cache_ns ns_counts = { "count", 1 };
+static const struct cache_ns ns_order = { "id", 0 };
+static const struct cache_ns *const written_orders[] = { &ns_counts };
+
+static const char *const cache_status_names[] = { "HIT", "MISS", "BYPASS" };
+
+struct count_job {
+	struct db	*db;
+	struct criteria	 criteria;
+};
+
+struct order_job {
+	struct db	*db;
+	int32_t		 orderid;
+};
+
+static enum cache_load
+from_db_status(enum db_status st)
+{
+	switch (st) {
+	case DB_OK:
+		return LOAD_OK;
+	case DB_NOTFOUND:
+		return LOAD_NOTFOUND;
+	case DB_UNAVAILABLE:
+		return LOAD_UNAVAILABLE;
+	case DB_ERROR:
+		break;
+	}
+	return LOAD_ERROR;
+}
+
+static enum cache_load
+load_count(void *arg, struct buf *body)
+{
+	struct count_job *job = arg;
+	enum db_status st;
+	int64_t n;
+
+	st = db_count_orders(job->db, &job->criteria, &n);
+	if (st == DB_OK && order_count_to_json(n, body) == -1)
+		return LOAD_ERROR;
+	return from_db_status(st);
+}
+
+static enum cache_load
+load_order(void *arg, struct buf *body)
+{
+	struct order_job *job = arg;
+	struct order_row row;
+	enum db_status st;
+
+	st = db_get_order(job->db, job->orderid, &row);
+	if (st == DB_OK && order_to_json(&row, body) == -1)
+		return LOAD_ERROR;
+	return from_db_status(st);
+}
+
+/* Answers a failed load or a failed write the same way everywhere. */
+static void
+answer_failure(struct exchange *x, enum cache_load lr)
+{
+	switch (lr) {
+	case LOAD_NOTFOUND:
+		http_error(x->resp, 404, "no such order");
+		break;
+	case LOAD_UNAVAILABLE:
+		http_error(x->resp, 503, "database unavailable, try again "
+		    "shortly");
+		break;
+	default:
+		http_error(x->resp, 500, "internal error");
+		break;
+	}
+}
+
+/* The decorator's other half: a cached read's answer and headers. */
+static void
+answer_cached(struct exchange *x, const struct cache_ns *ns, const char *id,
+    cache_loader load, void *arg)
+{
+	struct cache_result res;
+	enum cache_load lr;
+
+	lr = cache_read(&x->app->cache, ns, id, load, arg, &x->resp->body,
+	    &res);
+	if (lr == LOAD_OK)
+		http_json(x->resp, 200);
+	else
+		answer_failure(x, lr);
+	http_header(x->resp, "X-Cache", "%s", cache_status_names[res.status]);
+	http_header(x->resp, "Server-Timing", "cache;dur=%.2f, db;dur=%.2f",
+	    res.cache_ms, res.load_ms);
+}
+
+/* After a committed write: the order's entry and every count. */
+static void
+invalidate_order(struct exchange *x, int32_t orderid)
+{
+	char id[16];
+
+	snprintf(id, sizeof(id), "%d", (int)orderid);
+	cache_invalidate(&x->app->cache, &ns_order, id, written_orders,
+	    sizeof(written_orders) / sizeof(written_orders[0]));
+}
+
+void
+handle_count_orders(struct exchange *x)
+{
+	struct count_job job = { x->app->db, { 0 } };
+	char err[128], key[CRITERIA_KEY_MAX];
+
+	if (criteria_parse(x->req->query, &job.criteria, err,
+	    sizeof(err)) == -1) {
+		http_error(x->resp, 400, err);
+		return;
+	}
+	if (criteria_key(&job.criteria, key, sizeof(key)) == -1) {
+		http_error(x->resp, 400, "criteria too long");
+		return;
+	}
+	answer_cached(x, &ns_counts, key, load_count, &job);
+}
+
+void
+handle_get_order(struct exchange *x)
+{
+	struct order_job job = { x->app->db, x->id };
+	char id[16];
+
+	snprintf(id, sizeof(id), "%d", (int)x->id);
+	answer_cached(x, &ns_order, id, load_order, &job);
+}
+
+void
+handle_create_order(struct exchange *x)
+{
+	struct new_order order;
+	struct order_row row;
+	enum db_status st;
+	char err[160];
+	int status;
+
+	if (!http_is_json(x->req) && x->req->content_length > 0) {
+		http_error(x->resp, 415, "the body must be JSON "
+		    "(Content-Type: application/json)");
+		return;
+	}
+	status = http_read_body(x->in, x->req, &x->app->body, err,
+	    sizeof(err));
+	if (status == 0 && !http_is_json(x->req)) {
+		status = 415;
+		snprintf(err, sizeof(err), "the body must be JSON "
+		    "(Content-Type: application/json)");
+	}
+	if (status == 0)
+		status = order_parse(x->app->body.data, x->app->body.len,
+		    &order, err, sizeof(err));
+	if (status != 0) {
+		http_error(x->resp, status, err);
+		return;
+	}
+	st = db_insert_order(x->app->db, &order, &row);
+	if (st != DB_OK) {
+		answer_failure(x, from_db_status(st));
+		return;
+	}
+	invalidate_order(x, row.orderid);
+	if (order_to_json(&row, &x->resp->body) == -1) {
+		http_error(x->resp, 500, "internal error");
+		return;
+	}
+	http_json(x->resp, 201);
+	http_header(x->resp, "Location", "/orders/%d", (int)row.orderid);
+}
+
+void
+handle_delete_order(struct exchange *x)
+{
+	enum db_status st;
+
+	st = db_delete_order(x->app->db, x->id);
+	if (st != DB_OK) {
+		answer_failure(x, from_db_status(st));
+		return;
+	}
+	invalidate_order(x, x->id);
+	x->resp->status = 204;
+}

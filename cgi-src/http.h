@@ -1,0 +1,76 @@
+/*
+ * HTTP over FastCGI: the request as the handlers see it (checked against
+ * our limits before any handler runs), and the response they build.
+ */
+#ifndef ORDERS_HTTP_H
+#define ORDERS_HTTP_H
+
+#include <stddef.h>
+
+#include <fcgiapp.h>
+
+#include "buf.h"
+
+#define HTTP_PATH_MAX	256	/* longer request paths: 414 */
+#define HTTP_BODY_MAX	16384	/* the contract's 16 KiB: 413 */
+
+enum http_method {
+	HTTP_GET	= 1 << 0,
+	HTTP_HEAD	= 1 << 1,
+	HTTP_POST	= 1 << 2,
+	HTTP_DELETE	= 1 << 3,
+	HTTP_OTHER	= 1 << 4
+};
+
+/*
+ * Pointers into the FastCGI request's environment: valid until
+ * FCGX_Finish_r(), never kept past it.
+ */
+struct request {
+	unsigned	 method;	/* one enum http_method */
+	char		 path[HTTP_PATH_MAX];	/* REQUEST_URI before '?' */
+	const char	*query;		/* QUERY_STRING, or NULL */
+	const char	*content_type;	/* or NULL */
+	long long	 content_length;	/* -1 when absent */
+	const char	*request_id;	/* nginx's $request_id, or NULL */
+};
+
+struct response {
+	int		 status;
+	struct buf	 headers;	/* "Name: value\r\n" lines */
+	struct buf	 body;
+};
+
+/*
+ * Fills r from the FastCGI parameters. 0, or the status to answer (400,
+ * 414) with a message in err.
+ */
+int http_request_parse(char **envp, struct request *r, char *err,
+    size_t errlen);
+
+/* Whether the request says its body is JSON (application/json). */
+int http_is_json(const struct request *r);
+
+/*
+ * Reads the body (of at most HTTP_BODY_MAX bytes) into body, NUL-terminated.
+ * 0, or the status to answer (411, 413, 400) with a message in err.
+ */
+int http_read_body(FCGX_Stream *in, const struct request *r, struct buf *body,
+    char *err, size_t errlen);
+
+void http_response_reset(struct response *resp);
+void http_response_free(struct response *resp);	/* NULL-safe */
+void http_header(struct response *resp, const char *name, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+/* A JSON answer: the body must be set by the caller. */
+void http_json(struct response *resp, int status);
+/* {"error": msg} with the status. */
+void http_error(struct response *resp, int status, const char *msg);
+
+/* Writes status, headers and (unless HEAD) body. 0, or -1 on I/O error. */
+int http_send(FCGX_Stream *out, const struct request *r,
+    const struct response *resp);
+
+const char *http_reason(int status);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * orders-worker: one FastCGI worker process of the pool. spawn-fcgi hands
+ * it the listening socket as fd 0 and multiwatch keeps WORKERS of them
+ * alive. Each accepts one request at a time, with the explicit
+ * FCGX_Accept_r / FCGX_Finish_r loop; SIGTERM (or SIGUSR1) lets the request
+ * in hand finish, then the loop ends.
+ *
+ *   orders-worker           serve
+ *   orders-worker --check   validate the configuration and exit
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <fcgiapp.h>
+
+#include "app.h"
+#include "config.h"
+#include "log.h"
+
+static volatile sig_atomic_t stopping;
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stopping = 1;
+	/* Makes the accept in progress give up instead of retrying. */
+	FCGX_ShutdownPending();
+}
+
+static void
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: a blocked accept() must return EINTR. */
+	sa.sa_handler = on_stop;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct config cfg;
+	static struct app app;
+	FCGX_Request req;
+	char err[256];
+
+	if (config_load(&cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "orders-worker: configuration: %s\n", err);
+		return 1;
+	}
+	if (argc > 1 && strcmp(argv[1], "--check") == 0) {
+		printf("configuration ok\n");
+		return 0;
+	}
+	log_init(cfg.log_level, "worker");
+	install_signals();
+	if (FCGX_Init() != 0 || FCGX_InitRequest(&req, 0, 0) != 0 ||
+	    app_init(&app, &cfg) == -1) {
+		log_error("cannot start");
+		return 1;
+	}
+	log_info("started");
+	while (!stopping && FCGX_Accept_r(&req) >= 0) {
+		app_handle(&app, &req);
+		FCGX_Finish_r(&req);
+	}
+	log_info("stopping");
+	FCGX_Free(&req, 1);
+	app_free(&app);
+	return 0;
+}
