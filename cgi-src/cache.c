@@ -1,20 +1,11 @@
 #include "cache.h"
 
 #include <stdio.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define MAX_INDEXES	4
-
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
 
 static int
 fits(int n, size_t outlen)
@@ -53,25 +44,25 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 		log_error("cache: key too long for %s", ns->name);
 		return LOAD_ERROR;
 	}
-	t0 = now_ms();
+	t0 = clock_ms();
 	ks = kv_get(c->kv, key, body);
-	res->cache_ms = now_ms() - t0;
+	res->cache_ms = clock_ms() - t0;
 	if (ks == KV_OK) {
 		res->status = CACHE_HIT;
 		return LOAD_OK;
 	}
 	res->status = ks == KV_MISS ? CACHE_MISS : CACHE_BYPASS;
 	buf_reset(body);
-	t0 = now_ms();
+	t0 = clock_ms();
 	lr = load(arg, body);
-	t1 = now_ms();
+	t1 = clock_ms();
 	res->load_ms = t1 - t0;
 	if (lr != LOAD_OK || res->status == CACHE_BYPASS)
 		return lr;
 	if (kv_fill(c->kv, key, body->data, body->len, c->ttl,
 	    ns->indexed ? index : NULL) != KV_OK)
 		res->status = CACHE_BYPASS;
-	res->cache_ms += now_ms() - t1;
+	res->cache_ms += clock_ms() - t1;
 	return LOAD_OK;
 }
 

@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <libpq-fe.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define CONNECT_TIMEOUT_S	"2"
@@ -68,15 +68,6 @@ db_free(struct db *db)
 	free(db);
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * Waits for the result of the statement just sent, at most until deadline
  * (monotonic ms). libpq keeps its socket non-blocking, so poll() and
@@ -104,7 +95,7 @@ db_wait_result(struct db *db, int64_t deadline)
 			last = res;
 			continue;
 		}
-		left = deadline - now_ms();
+		left = deadline - (int64_t)clock_ms();
 		if (left <= 0) {
 			log_warn("postgres: no answer within %d ms, dropping "
 			    "the connection", db->timeout_ms);
@@ -153,7 +144,7 @@ db_connect(struct db *db)
 	    "SELECT set_config('statement_timeout', $1, false)", 1, NULL,
 	    param, NULL, NULL, 0))
 		goto fail;
-	res = db_wait_result(db, now_ms() + db->timeout_ms + 1000);
+	res = db_wait_result(db, (int64_t)clock_ms() + db->timeout_ms + 1000);
 	if (res == NULL)
 		return -1;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -207,7 +198,7 @@ db_exec_once(struct db *db, const char *sql, int nparams,
 		db_disconnect(db);
 		return DB_UNAVAILABLE;
 	}
-	res = db_wait_result(db, now_ms() + db->timeout_ms + 1000);
+	res = db_wait_result(db, (int64_t)clock_ms() + db->timeout_ms + 1000);
 	if (res == NULL)
 		return DB_UNAVAILABLE;
 	if (PQresultStatus(res) != want) {

@@ -7,6 +7,8 @@
 
 #include <json-c/json.h>
 
+#include "clock.h"
+
 static const struct {
 	const char	*name;
 	unsigned	 method;
@@ -135,6 +137,8 @@ void
 http_response_reset(struct response *resp)
 {
 	resp->status = 500;
+	resp->started_ms = clock_ms();
+	resp->cache_ms = resp->db_ms = 0;
 	buf_reset(&resp->headers);
 	buf_reset(&resp->body);
 }
@@ -190,8 +194,10 @@ int
 http_send(FCGX_Stream *out, const struct request *r,
     const struct response *resp)
 {
-	if (FCGX_FPrintF(out, "Status: %d %s\r\n%s\r\n", resp->status,
-	    http_reason(resp->status), buf_str(&resp->headers)) < 0)
+	if (FCGX_FPrintF(out, "Status: %d %s\r\n%sServer-Timing: "
+	    "cache;dur=%.2f, db;dur=%.2f, total;dur=%.2f\r\n\r\n",
+	    resp->status, http_reason(resp->status), buf_str(&resp->headers),
+	    resp->cache_ms, resp->db_ms, clock_ms() - resp->started_ms) < 0)
 		return -1;
 	if (r->method == HTTP_HEAD || resp->body.len == 0)
 		return 0;

@@ -39,6 +39,9 @@ struct response {
 	int		 status;
 	struct buf	 headers;	/* "Name: value\r\n" lines */
 	struct buf	 body;
+	double		 started_ms;	/* clock_ms() when the request came */
+	double		 cache_ms;	/* time spent on Redis */
+	double		 db_ms;		/* time spent on Postgres */
 };
 
 /*
@@ -67,7 +70,10 @@ void http_json(struct response *resp, int status);
 /* {"error": msg} with the status. */
 void http_error(struct response *resp, int status, const char *msg);
 
-/* Writes status, headers and (unless HEAD) body. 0, or -1 on I/O error. */
+/*
+ * Writes status, headers (with Server-Timing: cache, db and total) and,
+ * unless HEAD, the body. 0, or -1 on I/O error.
+ */
 int http_send(FCGX_Stream *out, const struct request *r,
     const struct response *resp);
 

@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 
 #include <hiredis/hiredis.h>
 
+#include "clock.h"
 #include "log.h"
 #include "valid.h"
 
@@ -50,15 +50,6 @@ static const char INVALIDATE_SCRIPT[] =
     "  redis.call('DEL', KEYS[i])\n"
     "end\n"
     "return deleted\n";
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int
 parse_int(const char *s, size_t len, int lo, int hi, int *out)
@@ -232,7 +223,7 @@ kv_fail(struct kv *kv, const char *what)
 	log_warn("redis: %s: %s", what, log_safe(msg, sizeof(msg),
 	    kv->ctx && kv->ctx->err ? kv->ctx->errstr : "unexpected reply"));
 	kv_disconnect(kv);
-	kv->retry_at_ms = now_ms() + RETRY_AFTER_MS;
+	kv->retry_at_ms = (long long)clock_ms() + RETRY_AFTER_MS;
 	return KV_DOWN;
 }
 
@@ -308,7 +299,7 @@ kv_ensure(struct kv *kv)
 
 	if (kv->ctx != NULL)
 		return 0;
-	if (now_ms() < kv->retry_at_ms)
+	if ((long long)clock_ms() < kv->retry_at_ms)
 		return -1;
 	kv->ctx = u->unix_socket
 	    ? redisConnectUnixWithTimeout(u->path, kv->timeout)

@@ -69,6 +69,10 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_info("started");
+	/* Connect now, not on the first request; a failure here is retried
+	 * by the first request that needs the store. */
+	(void)db_ping(app.db);
+	(void)kv_ping(app.kv);
 	while (!stopping && FCGX_Accept_r(&req) >= 0) {
 		app_handle(&app, &req);
 		FCGX_Finish_r(&req);

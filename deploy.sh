@@ -1,0 +1,1227 @@
+#!/usr/bin/env bash
+#
+# deploy.sh: run the orders service on this machine (API.md, "deploy.sh").
+#
+#   ./deploy.sh [up]                 install what is missing, build, start
+#                                    Postgres, Redis, the worker pool and
+#                                    nginx; running it again only starts what
+#                                    is not running
+#   ./deploy.sh stop                 stop what this script started
+#   ./deploy.sh status               "NAME PID STATE" per component; exit 0
+#                                    when everything expected is running
+#   ./deploy.sh scale N              run N workers, dropping no request
+#   ./deploy.sh deps [--check] [--test]
+#                                    install (--check: only list) the Debian
+#                                    packages; --test adds the test tools
+#
+# Configuration, from the environment (API.md):
+#   DATABASE_URL  REDIS_URL   default: the local servers this script starts
+#   CACHE_TTL (60)  CACHE_PREFIX (orders:)  WORKERS (4)  PORT (8080)
+#   STATE_DIR (./var, relative to this script's directory)
+#   ORDERS_ROWS (12000)   rows generated on first deploy
+#   WORKER_BIN            the FastCGI program (default build/orders-worker)
+#   LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS TZ PG*: passed on to the
+#                         workers when set
+# Each setting is taken from the environment, else from STATE_DIR/env (what
+# the last run used), else the default.  So a rerun keeps ports, passwords
+# and settings, and sourcing STATE_DIR/env before a rerun changes nothing.
+# A DATABASE_URL / REDIS_URL other than the local one is an external service:
+# no local server is started for it.  To go back to the local ones, remove
+# STATE_DIR/env (the local credentials stay in STATE_DIR/deploy.state).
+#
+# What lives where:
+#   STATE_DIR/env           export lines for the shell (0600)
+#   STATE_DIR/deploy.state  local ports and passwords, local|external (0600)
+#   STATE_DIR/workers       worker count; STATE_DIR/pool.gen the pool's generation
+#   STATE_DIR/worker.env    LOG_LEVEL & co. the pool was started with (0600)
+#   STATE_DIR/pg.path       where Postgres lives (STATE_DIR/pg, or a directory
+#                           under /var/lib/postgresql when user postgres cannot
+#                           enter STATE_DIR)
+#   STATE_DIR/run.path      RUN_DIR: sockets, pid files, nginx's config and
+#                           temp dirs (STATE_DIR/run, or /run/orders-ID when
+#                           www-data cannot enter STATE_DIR)
+#   STATE_DIR/log/          postgres.log redis.log nginx-error.log access.log
+#                           workers.log
+#
+# As root, nothing runs as root but the nginx master: Postgres runs as
+# postgres, Redis as redis, nginx's worker and the FastCGI workers as
+# www-data.  As an ordinary user, everything runs as that user.
+# Needs: bash, coreutils, util-linux (setpriv, setsid, flock), procps (ps).
+
+set -euo pipefail
+umask 022
+# Every psql here gives up on a server that accepts but does not answer.
+export PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-10}
+# nginx, setpriv and friends live in sbin, which an ordinary user's PATH
+# often lacks.
+PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
+
+REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+cd "$REPO"
+
+# The servers started below would inherit every descriptor we were given,
+# and a caller waiting for its pipe to close (a test harness, a $(...)) would
+# wait for as long as they run.  Keep 0-2, and the one bash reads this
+# script from.
+self=$(readlink -f -- "$REPO/${BASH_SOURCE[0]##*/}")
+for fd in "/proc/$$/fd"/*; do
+	fd=${fd##*/}
+	(( fd > 2 && fd != 255 )) || continue
+	[[ $(readlink -- "/proc/$$/fd/$fd" 2>/dev/null) == "$self" ]] && continue
+	eval "exec $fd>&-"
+done
+unset fd self
+
+PKGS_RUNTIME=(build-essential pkg-config libfcgi-dev libpq-dev libhiredis-dev
+	libjson-c-dev "nginx-light|nginx-full|nginx-extras|nginx-core|nginx"
+	spawn-fcgi multiwatch postgresql postgresql-client redis-server
+	redis-tools curl util-linux)
+PKGS_TEST=(bats libcmocka-dev jq)
+
+# Bounded waits, in seconds.
+STOP_TIMEOUT=15         # a component's graceful stop, before SIGKILL
+DRAIN_TIMEOUT=30        # old nginx workers after a reload (scale)
+START_TIMEOUT=10        # Redis PING, the pool's socket, nginx's pid file
+
+IS_ROOT=0
+[[ $(id -u) -eq 0 ]] && IS_ROOT=1
+
+# ---------------------------------------------------------------- helpers
+
+msg()  { printf '%s\n' "$*"; }
+warn() { printf 'deploy.sh: %s\n' "$*" >&2; }
+die()  { printf 'deploy.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# sq STRING: STRING single-quoted for the shell.
+sq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+# randhex: 32 hex characters (128 bits) from the kernel's CSPRNG.
+randhex() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# read_file FILE [DEFAULT]: the first line of FILE, or DEFAULT.
+read_file() {
+	local line
+	if [[ -r $1 ]] && IFS= read -r line <"$1"; then
+		printf '%s' "$line"
+	else
+		printf '%s' "${2-}"
+	fi
+}
+
+# write_file FILE CONTENT...: replace FILE atomically (tmp + rename).
+write_file() {
+	local f=$1; shift
+	printf '%s\n' "$@" >"$f.tmp.$$"
+	mv -f "$f.tmp.$$" "$f"
+}
+
+# proc_alive PID COMM: PID is a live (not zombie) process named COMM.
+# Pid files outlive their processes and pids are reused: check the name.
+proc_alive() {
+	local pid=$1 comm=$2 c stat
+	[[ $pid =~ ^[1-9][0-9]*$ ]] || return 1
+	{ IFS= read -r c <"/proc/$pid/comm" && IFS= read -r stat <"/proc/$pid/stat"; } \
+		2>/dev/null || return 1
+	[[ $c == "$comm" ]] || return 1
+	stat=${stat##*) }
+	[[ ${stat%% *} != Z ]]
+}
+
+# proc_children PID: live children of PID, one per line.
+proc_children() {
+	ps -o pid=,stat= --ppid "$1" 2>/dev/null | awk '$2 !~ /^Z/ {print $1}' || true
+}
+
+# any_alive PID...: true while one of the PIDs exists (zombies excluded).
+any_alive() {
+	local pid stat
+	for pid; do
+		{ IFS= read -r stat <"/proc/$pid/stat"; } 2>/dev/null || continue
+		stat=${stat##*) }
+		[[ ${stat%% *} == Z ]] || return 0
+	done
+	return 1
+}
+
+# Waits are bounded by the clock ($SECONDS), not by a count of rounds: a
+# round also spends time in ps and friends.
+
+# wait_gone SECONDS PID...: wait until none of the PIDs is alive.
+wait_gone() {
+	local deadline=$(( SECONDS + $1 )); shift
+	while any_alive "$@"; do
+		(( SECONDS >= deadline )) && return 1
+		sleep 0.1
+	done
+	return 0
+}
+
+# as_user USER CMD...: run CMD as USER when we are root (from /, which every
+# user can enter), as ourselves otherwise.  Closes the lock fd (see lock_state).
+as_user() {
+	local u=$1; shift
+	if (( IS_ROOT )); then
+		(cd / && exec setpriv --reuid="$u" --regid="$u" --init-groups -- "$@") 9>&-
+	else
+		"$@" 9>&-
+	fi
+}
+
+# can_user USER TEST-ARGS...: `test` as USER (always true for ourselves).
+can_user() {
+	(( IS_ROOT )) || return 0
+	as_user "$1" test "${@:2}" 2>/dev/null
+}
+
+# port_in_use PORT: something answers on 127.0.0.1:PORT.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pick_port AVOID...: a free port, probed upward from a random base below
+# the kernel's ephemeral range (ip_local_port_range): a port in that range
+# can be held by some client's outgoing connection, which no probe sees, and
+# the server's bind() then fails.  (A port that is free now may also be taken
+# before the server binds it; the server's start then fails loudly.)
+pick_port() {
+	local lo=10000 hi=32767 eph base p i avoid n
+	if read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null &&
+		(( eph > lo + 1000 )); then
+		hi=$(( eph - 1 ))
+	fi
+	n=$(( hi - lo + 1 ))
+	base=$(( (RANDOM * 32768 + RANDOM) % n ))
+	for (( i = 0; i < 500; i++ )); do
+		p=$(( lo + (base + i) % n ))
+		for avoid; do [[ $p == "$avoid" ]] && continue 2; done
+		port_in_use "$p" || { printf '%s' "$p"; return 0; }
+	done
+	die "no free port found in $lo-$hi"
+}
+
+# ---------------------------------------------------------------- packages
+
+# missing_pkgs SPEC...: the packages to install, one per line.  A SPEC is
+# NAME or NAME|ALT|...: any one installed alternative will do (nginx-full
+# serves as well as nginx-light), else the first is installed.
+missing_pkgs() {
+	local spec p ok names=() installed
+	local IFS='|'
+	for spec; do
+		for p in $spec; do names+=("$p"); done
+	done
+	IFS=$' \t\n'
+	# One dpkg-query for all (it complains about unknown names: ignored).
+	installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${names[@]}" 2>/dev/null |
+		awk '$NF == "installed" && $(NF-1) == "ok" {print $1}' || true)
+	installed=$'\n'$installed$'\n'
+	for spec; do
+		ok=0
+		IFS='|'
+		for p in $spec; do
+			[[ $installed == *$'\n'"${p%%:*}"$'\n'* ]] && ok=1
+		done
+		IFS=$' \t\n'
+		(( ok )) || printf '%s\n' "${spec%%|*}"
+	done
+}
+
+cmd_deps() {
+	local check=0 test=0 arg missing added_policy=0
+	for arg; do
+		case $arg in
+		--check) check=1 ;;
+		--test)  test=1 ;;
+		*) die "deps: unknown option $arg (use --check, --test)" ;;
+		esac
+	done
+	local want=("${PKGS_RUNTIME[@]}")
+	(( test )) && want+=("${PKGS_TEST[@]}")
+	mapfile -t missing < <(missing_pkgs "${want[@]}")
+	if (( ${#missing[@]} == 0 )); then
+		(( check )) && msg "deps: nothing missing"
+		return 0
+	fi
+	if (( check )); then
+		msg "deps: missing: ${missing[*]}"
+		return 1
+	fi
+	if (( ! IS_ROOT )); then
+		warn "missing packages; as root, run:"
+		printf 'sudo apt-get install -y --no-install-recommends %s\n' "${missing[*]}" >&2
+		exit 1
+	fi
+	msg "deps: installing ${missing[*]}"
+	# Debian's postinst scripts would start the packages' default servers
+	# (nginx on :80, Postgres's main cluster on :5432, Redis on :6379); we run
+	# our own.  A policy-rc.d that answers 101 keeps them down during this
+	# install only; an existing policy-rc.d is left as it is.
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\n# deploy.sh: temporary, see deploy.sh deps\nexit 101\n' \
+			>/usr/sbin/policy-rc.d
+		chmod 0755 /usr/sbin/policy-rc.d
+		added_policy=1
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	if (( added_policy )); then
+		rm -f /usr/sbin/policy-rc.d
+		trap - EXIT
+	fi
+	mapfile -t missing < <(missing_pkgs "${want[@]}")
+	(( ${#missing[@]} == 0 )) || die "still missing after apt-get: ${missing[*]}"
+}
+
+# ---------------------------------------------------------------- state
+
+# state_dir_path: STATE_DIR made absolute (relative to the repo), unchecked.
+state_dir_path() {
+	local d=${STATE_DIR:-./var}
+	[[ $d == /* ]] || d=$REPO/${d#./}
+	printf '%s' "$d"
+}
+
+# setup_paths CREATE: set STATE_DIR (absolute, symlinks resolved), the file
+# names under it and ID.  With CREATE=0 a missing STATE_DIR is not created
+# and the function returns 1.
+setup_paths() {
+	local d
+	d=$(state_dir_path)
+	if [[ ! -d $d ]]; then
+		(( $1 )) || return 1
+		mkdir -p -- "$d"
+	fi
+	STATE_DIR=$(cd -- "$d" && pwd -P)
+	# The path goes into nginx's and Postgres's configuration files and sed
+	# expressions unquoted: keep it to characters that need no quoting.
+	[[ $STATE_DIR =~ ^[A-Za-z0-9/._+-]+$ ]] ||
+		die "STATE_DIR must be a path of letters, digits and /._+- only: $STATE_DIR"
+	# Unix socket paths are limited to 107 bytes, and Postgres's lives at
+	# STATE_DIR/pg/run/.s.PGSQL.NNNNN.
+	(( ${#STATE_DIR} <= 80 )) ||
+		die "STATE_DIR is too long for the unix sockets under it (80 characters at most): $STATE_DIR"
+	ENV_FILE=$STATE_DIR/env
+	STATE_FILE=$STATE_DIR/deploy.state
+	LOG_DIR=$STATE_DIR/log
+	ID=$(printf '%s' "$STATE_DIR" | sha256sum | cut -c1-12)
+	return 0
+}
+
+# lock_state: one deploy.sh at a time per STATE_DIR.  Fd 9 must not leak into
+# the servers we start (they would hold the lock forever): every background
+# start closes it with 9>&-.
+lock_state() {
+	exec 9>"$STATE_DIR/.lock"
+	flock -w 120 9 || die "another deploy.sh holds $STATE_DIR/.lock"
+}
+
+# load_state: S_* from deploy.state, F_* from the env file (what the last
+# run used).  Neither file is sourced into this shell: the environment's
+# values must stay visible beside them.
+load_state() {
+	S_DB_MODE='' S_REDIS_MODE='' S_PG_PORT='' S_PG_PASSWORD=''
+	S_REDIS_PORT='' S_REDIS_PASSWORD=''
+	local k v
+	if [[ -r $STATE_FILE ]]; then
+		while IFS='=' read -r k v; do
+			case $k in
+			DB_MODE|REDIS_MODE|PG_PORT|PG_PASSWORD|REDIS_PORT|REDIS_PASSWORD)
+				printf -v "S_$k" '%s' "$v" ;;
+			esac
+		done <"$STATE_FILE"
+	fi
+	F_DATABASE_URL='' F_REDIS_URL='' F_PORT='' F_CACHE_TTL='' F_CACHE_PREFIX=''
+	if [[ -r $ENV_FILE ]]; then
+		# Sourced in a subshell that starts without those variables, and
+		# printed back quoted.
+		eval "$(
+			unset DATABASE_URL REDIS_URL PORT CACHE_TTL CACHE_PREFIX
+			# shellcheck disable=SC1090
+			. "$ENV_FILE" >/dev/null 2>&1
+			for v in DATABASE_URL REDIS_URL PORT CACHE_TTL CACHE_PREFIX; do
+				printf 'F_%s=%q\n' "$v" "${!v-}"
+			done
+		)"
+	fi
+}
+
+save_state() {
+	(umask 077; write_file "$STATE_FILE" \
+		"DB_MODE=$S_DB_MODE" "REDIS_MODE=$S_REDIS_MODE" \
+		"PG_PORT=$S_PG_PORT" "PG_PASSWORD=$S_PG_PASSWORD" \
+		"REDIS_PORT=$S_REDIS_PORT" "REDIS_PASSWORD=$S_REDIS_PASSWORD")
+}
+
+write_env_file() {
+	(umask 077; write_file "$ENV_FILE" \
+		"# orders service, written by deploy.sh: . $ENV_FILE" \
+		"export DATABASE_URL=$(sq "$DATABASE_URL")" \
+		"export REDIS_URL=$(sq "$REDIS_URL")" \
+		"export PORT=$PORT" \
+		"export CACHE_TTL=$CACHE_TTL" \
+		"export CACHE_PREFIX=$(sq "$CACHE_PREFIX")" \
+		"export STATE_DIR=$(sq "$STATE_DIR")")
+}
+
+local_db_url()    { printf 'postgresql://orders_app:%s@127.0.0.1:%s/orders' "$S_PG_PASSWORD" "$S_PG_PORT"; }
+local_redis_url() { printf 'redis://default:%s@127.0.0.1:%s/0' "$S_REDIS_PASSWORD" "$S_REDIS_PORT"; }
+
+# RUN_DIR: where www-data (the nginx worker, the FastCGI workers) can reach
+# the socket.  Decided once and remembered in run.path, so stop and status
+# look where up put things.
+setup_run_dir() {
+	local create=$1
+	RUN_DIR=$(read_file "$STATE_DIR/run.path")
+	if [[ -z $RUN_DIR ]]; then
+		(( create )) || { RUN_DIR=$STATE_DIR/run; return 0; }
+		if (( IS_ROOT )); then
+			getent passwd www-data >/dev/null || die "user www-data is missing (nginx not installed?)"
+			if can_user www-data -x "$STATE_DIR"; then
+				RUN_DIR=$STATE_DIR/run
+			else
+				RUN_DIR=/run/orders-$ID
+			fi
+		else
+			RUN_DIR=$STATE_DIR/run
+		fi
+		write_file "$STATE_DIR/run.path" "$RUN_DIR"
+	fi
+	if (( create )); then
+		mkdir -p "$RUN_DIR/nginx"
+		chmod 0755 "$RUN_DIR"
+	fi
+	NGINX_DIR=$RUN_DIR/nginx
+	NGINX_CONF=$NGINX_DIR/nginx.conf
+	NGINX_PID=$NGINX_DIR/nginx.pid
+	REDIS_PIDFILE=$RUN_DIR/redis.pid
+}
+
+# ---------------------------------------------------------------- Postgres
+
+PG_USER=postgres
+(( IS_ROOT )) || PG_USER=$(id -un)
+as_pg() { as_user "$PG_USER" "$@"; }
+
+# setup_pg_paths CREATE: PG_DIR (from pg.path, else chosen and recorded).
+setup_pg_paths() {
+	local create=$1
+	PG_DIR=$(read_file "$STATE_DIR/pg.path")
+	if [[ -z $PG_DIR ]]; then
+		(( create )) || return 1
+		PG_DIR=$STATE_DIR/pg
+		mkdir -p "$PG_DIR"
+		chmod 0700 "$PG_DIR"
+		if (( IS_ROOT )); then
+			chown postgres:postgres "$PG_DIR"
+			# Postgres refuses to run as root and user postgres cannot
+			# enter a STATE_DIR under /root or in a 0700 mktemp dir.
+			if ! can_user postgres -w "$PG_DIR" -a -x "$PG_DIR"; then
+				rmdir "$PG_DIR"
+				PG_DIR=/var/lib/postgresql/orders-$ID
+				mkdir -p "$PG_DIR"
+				chown postgres:postgres "$PG_DIR"
+				chmod 0700 "$PG_DIR"
+			fi
+		fi
+		write_file "$STATE_DIR/pg.path" "$PG_DIR"
+		msg "postgres: data directory $PG_DIR/data (recorded in $STATE_DIR/pg.path)"
+	fi
+	PG_DATA=$PG_DIR/data
+	PG_SOCKDIR=$PG_DIR/run
+	return 0
+}
+
+# pg_bin: the server binaries matching the cluster's version (the newest
+# installed for a new cluster).
+pg_bin() {
+	local v
+	v=$(read_file "$PG_DATA/PG_VERSION")
+	if [[ -n $v && -x /usr/lib/postgresql/$v/bin/postgres ]]; then
+		printf '%s' "/usr/lib/postgresql/$v/bin"
+		return 0
+	fi
+	v=$(printf '%s\n' /usr/lib/postgresql/*/bin/postgres | sort -V | tail -n 1)
+	v=${v%/postgres}
+	[[ -x $v/postgres ]] || v=''
+	[[ -n $v ]] || die "no PostgreSQL server in /usr/lib/postgresql (./deploy.sh deps)"
+	printf '%s' "$v"
+}
+
+pg_pid() {
+	local pid
+	pid=$(read_file "$PG_DATA/postmaster.pid")
+	proc_alive "$pid" postgres && printf '%s' "$pid"
+}
+
+# pg_write FILE: stdin into FILE, written as the cluster's owner.
+# shellcheck disable=SC2016 # $1 is sh's, not ours
+pg_write() { as_pg sh -c 'cat >"$1"' sh "$1"; }
+
+pg_init() {
+	[[ -f $PG_DATA/PG_VERSION ]] && return 0
+	local bin new=$PG_DIR/data.new
+	bin=$(pg_bin)
+	msg "postgres: initdb $PG_DATA (port $S_PG_PORT)"
+	# Built aside and renamed when complete, so an interrupted initdb never
+	# leaves a half-made data directory behind for the next run to trip on.
+	as_pg rm -rf "$new"
+	as_pg "$bin/initdb" -D "$new" -U postgres --auth-local=trust \
+		--auth-host=scram-sha-256 -E UTF8 --locale=C >/dev/null
+	# The socket directory is private to the cluster's owner, which is what
+	# makes "local ... trust" safe.
+	as_pg mkdir -p "$PG_SOCKDIR"
+	as_pg chmod 0700 "$PG_SOCKDIR"
+	pg_write "$new/pg_hba.conf" <<-EOF
+	# written by deploy.sh
+	# TYPE  DATABASE  USER        ADDRESS       METHOD
+	local   all       all                       trust
+	host    orders    orders_app  127.0.0.1/32  scram-sha-256
+	EOF
+	# shellcheck disable=SC2016 # $1 is sh's, not ours
+	as_pg sh -c 'cat >>"$1"' sh "$new/postgresql.conf" <<-EOF
+
+	# ---- added by deploy.sh ----
+	listen_addresses = '127.0.0.1'
+	port = $S_PG_PORT
+	unix_socket_directories = '$PG_SOCKDIR'
+	unix_socket_permissions = 0700
+	max_connections = 100
+	shared_buffers = 128MB
+	password_encryption = 'scram-sha-256'
+	log_destination = 'stderr'
+	logging_collector = off
+	log_line_prefix = '%m [%p] %q%u@%d '
+	EOF
+	as_pg mv "$new" "$PG_DATA"
+}
+
+# pg_log_file: STATE_DIR/log/postgres.log when user postgres can write
+# there, else a file in PG_DIR.
+pg_log_file() {
+	local f=$LOG_DIR/postgres.log
+	if (( IS_ROOT )); then
+		if can_user postgres -x "$LOG_DIR"; then
+			[[ -e $f ]] || : >"$f"
+			chown postgres:postgres "$f"
+			chmod 0640 "$f"
+		else
+			f=$PG_DIR/postgres.log
+		fi
+	fi
+	printf '%s' "$f"
+}
+
+pg_start() {
+	local pid log bin
+	if pid=$(pg_pid); then
+		msg "postgres: running (pid $pid)"
+		return 0
+	fi
+	log=$(pg_log_file)
+	bin=$(pg_bin)
+	[[ $log == "$LOG_DIR/postgres.log" ]] || msg "postgres: log in $log (user postgres cannot write to $LOG_DIR)"
+	# pg_ctl -w returns once the server accepts connections; the postmaster
+	# detaches into its own session.
+	if ! as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$log" -w -t 60 start >/dev/null; then
+		tail -n 20 "$log" >&2 || true
+		die "postgres did not start (log: $log)"
+	fi
+	pid=$(pg_pid) || die "postgres started but postmaster.pid names no live process"
+	msg "postgres: started (pid $pid, 127.0.0.1:$S_PG_PORT)"
+}
+
+pg_stop() {
+	local pid
+	setup_pg_paths 0 || return 0
+	pid=$(pg_pid) || return 0
+	msg "postgres: stopping (pid $pid)"
+	# -m fast: roll back open transactions, disconnect clients, checkpoint.
+	if ! as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null; then
+		warn "postgres: fast stop timed out; immediate stop"
+		as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m immediate -w -t "$STOP_TIMEOUT" stop >/dev/null ||
+			warn "postgres: still running (pid $pid)"
+	fi
+}
+
+# psql_admin ARGS...: psql as superuser postgres over the private socket.
+psql_admin() {
+	psql -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKDIR" -p "$S_PG_PORT" -U postgres "$@"
+}
+
+# pg_load_local: database, schema, role and data, each only where missing.
+# The data go in only together with the table (one transaction), so they
+# are loaded exactly once: on the deploy that creates the table.
+pg_load_local() {
+	local has
+	has=$(psql_admin -d postgres -tAc "SELECT count(*) FROM pg_database WHERE datname = 'orders'")
+	if [[ $has == 0 ]]; then
+		msg "postgres: creating database orders"
+		psql_admin -d postgres -c 'CREATE DATABASE orders'
+	fi
+	has=$(psql_admin -d orders -tAc "SELECT to_regclass('orders') IS NOT NULL")
+	if [[ $has == f ]]; then
+		msg "postgres: loading schema, role and $ORDERS_ROWS orders"
+		# The password reaches psql on stdin (\set), never on a command line.
+		psql_admin -d orders -f - <<-EOF
+		\\set ON_ERROR_STOP on
+		\\set app_password '$S_PG_PASSWORD'
+		\\set rows $ORDERS_ROWS
+		BEGIN;
+		\\i '$REPO/sql/schema.sql'
+		\\i '$REPO/sql/roles.sql'
+		\\i '$REPO/sql/data.sql'
+		COMMIT;
+		EOF
+		return 0
+	fi
+	has=$(psql_admin -d orders -tAc "SELECT count(*) FROM pg_roles WHERE rolname = 'orders_app'")
+	if [[ $has == 0 ]]; then
+		msg "postgres: creating role orders_app"
+		psql_admin -d orders -f - <<-EOF
+		\\set app_password '$S_PG_PASSWORD'
+		\\i '$REPO/sql/roles.sql'
+		EOF
+	fi
+}
+
+# pg_load_external: schema and data into the user's database when it has no
+# orders table; roles are the user's business there.
+pg_load_external() {
+	local has
+	# The URL is on psql's command line (visible in ps) for as long as
+	# psql runs: seconds, and it is the user's own URL.
+	has=$(psql -X -q -v ON_ERROR_STOP=1 -tA "$DATABASE_URL" -c "SELECT to_regclass('orders') IS NOT NULL") ||
+		die "cannot reach DATABASE_URL (external); is it right and the server up?"
+	[[ $has == f ]] || return 0
+	msg "postgres (external): loading schema and $ORDERS_ROWS orders"
+	psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -f - <<-EOF
+	\\set rows $ORDERS_ROWS
+	BEGIN;
+	\\i '$REPO/sql/schema.sql'
+	\\i '$REPO/sql/data.sql'
+	COMMIT;
+	EOF
+}
+
+# ---------------------------------------------------------------- Redis
+
+redis_pid() {
+	local pid
+	pid=$(read_file "$REDIS_PIDFILE")
+	proc_alive "$pid" redis-server && printf '%s' "$pid"
+}
+
+redis_ping() {
+	REDISCLI_AUTH=$S_REDIS_PASSWORD redis-cli --no-auth-warning \
+		-h 127.0.0.1 -p "$S_REDIS_PORT" PING 2>/dev/null
+}
+
+redis_start() {
+	local pid dir log=$LOG_DIR/redis.log deadline runas=()
+	if pid=$(redis_pid); then
+		msg "redis: running (pid $pid)"
+		return 0
+	fi
+	# Nothing is ever written to dir (no RDB, no AOF); it only has to exist.
+	dir=$STATE_DIR/redis
+	mkdir -p "$dir"
+	chmod 0700 "$dir"
+	if (( IS_ROOT )) && getent passwd redis >/dev/null; then
+		chown redis:redis "$dir"
+		can_user redis -w "$dir" -a -x "$dir" || dir=/tmp
+		runas=(setpriv --reuid=redis --regid=redis --init-groups --)
+	fi
+	# The configuration, password included, comes on stdin ("redis-server -"):
+	# it is in no file and on no command line.  No persistence: this is a
+	# cache, and a reloaded dump could bring back entries that writes had
+	# invalidated.
+	setsid "${runas[@]}" redis-server - >>"$log" 2>&1 9>&- <<-EOF &
+	bind 127.0.0.1
+	port $S_REDIS_PORT
+	protected-mode yes
+	requirepass $S_REDIS_PASSWORD
+	save ""
+	appendonly no
+	daemonize no
+	supervised no
+	logfile ""
+	dir $dir
+	maxmemory 256mb
+	maxmemory-policy allkeys-lru
+	EOF
+	pid=$!
+	deadline=$(( SECONDS + START_TIMEOUT ))
+	while (( SECONDS < deadline )); do
+		[[ $(redis_ping) == PONG ]] && break
+		if ! proc_alive "$pid" redis-server; then
+			tail -n 20 "$log" >&2 || true
+			die "redis did not start (log: $log)"
+		fi
+		sleep 0.1
+	done
+	[[ $(redis_ping) == PONG ]] || { kill "$pid" 2>/dev/null || true; die "redis: no PONG within ${START_TIMEOUT}s (log: $log)"; }
+	# $! is redis-server itself: setsid and setpriv exec, they do not fork.
+	proc_alive "$pid" redis-server || die "redis: pid $pid is not redis-server"
+	write_file "$REDIS_PIDFILE" "$pid"
+	msg "redis: started (pid $pid, 127.0.0.1:$S_REDIS_PORT)"
+}
+
+# stop_proc NAME PID COMM SIGNAL: signal, wait, then SIGKILL it and the
+# children it had.
+stop_proc() {
+	local name=$1 pid=$2 comm=$3 sig=$4 kids
+	proc_alive "$pid" "$comm" || return 0
+	kids=$(proc_children "$pid")
+	msg "$name: stopping (pid $pid)"
+	kill "-$sig" "$pid" 2>/dev/null || true
+	# shellcheck disable=SC2086
+	if ! wait_gone "$STOP_TIMEOUT" "$pid" $kids; then
+		warn "$name: still running after ${STOP_TIMEOUT}s; SIGKILL"
+		# shellcheck disable=SC2086
+		kill -KILL "$pid" $kids 2>/dev/null || true
+		# shellcheck disable=SC2086
+		wait_gone 5 "$pid" $kids || warn "$name: pid $pid survived SIGKILL"
+	fi
+}
+
+redis_stop() {
+	local pid
+	pid=$(read_file "$REDIS_PIDFILE")
+	stop_proc redis "$pid" redis-server TERM
+	rm -f "$REDIS_PIDFILE"
+}
+
+# ---------------------------------------------------------------- worker pool
+
+# The pool is spawn-fcgi (binds the socket, drops privileges, execs) then
+# multiwatch (forks WORKERS copies of the worker on that socket and restarts
+# any that die).  Each pool has a generation: socket fcgi.GEN.sock, pid file
+# pool.GEN.pid.  STATE_DIR/pool.gen is the generation nginx points at.
+
+pool_gen()  { read_file "$STATE_DIR/pool.gen" 0; }
+pool_sock() { printf '%s' "$RUN_DIR/fcgi.$1.sock"; }
+
+# pool_pid [GEN]: the multiwatch pid of that generation (default: current).
+pool_pid() {
+	local pid
+	pid=$(read_file "$RUN_DIR/pool.${1:-$(pool_gen)}.pid")
+	proc_alive "$pid" multiwatch && printf '%s' "$pid"
+}
+
+# The worker's own tuning (README, "Configuration") and libpq's PG*
+# variables (PGSSLMODE, ...) reach the workers when they are set here.  They
+# are kept in STATE_DIR/worker.env (0600) when a pool starts, so that the
+# pools "scale" starts later get the same.
+WORKER_PASSTHROUGH=(LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS TZ)
+
+# worker_extra_from_env: POOL_EXTRA from our environment, saved.
+worker_extra_from_env() {
+	local v
+	POOL_EXTRA=()
+	for v in "${WORKER_PASSTHROUGH[@]}" $(compgen -e | grep -E '^PG[A-Z_]+$' || true); do
+		[[ -n ${!v-} && ${!v} != *$'\n'* ]] && POOL_EXTRA+=("$v=${!v}")
+	done
+	(umask 077; write_file "$STATE_DIR/worker.env" ${POOL_EXTRA[@]+"${POOL_EXTRA[@]}"})
+}
+
+# worker_extra_saved: POOL_EXTRA as the running pool got it.
+worker_extra_saved() {
+	POOL_EXTRA=()
+	[[ -r $STATE_DIR/worker.env ]] || return 0
+	mapfile -t POOL_EXTRA < <(grep -E '^[A-Z_]+=' "$STATE_DIR/worker.env" || true)
+}
+
+# The worker's environment: only what it needs, not all of deploy.sh's.
+pool_env() {
+	POOL_ENV=(PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8
+		"DATABASE_URL=$DATABASE_URL" "REDIS_URL=$REDIS_URL"
+		"CACHE_TTL=$CACHE_TTL" "CACHE_PREFIX=$CACHE_PREFIX"
+		${POOL_EXTRA[@]+"${POOL_EXTRA[@]}"})
+}
+
+# worker_exec_path: WORKER_BIN, or a copy in RUN_DIR when www-data cannot
+# reach it (a checkout under /root, say).
+worker_exec_path() {
+	local dst
+	if (( IS_ROOT )) && ! can_user www-data -x "$WORKER_BIN"; then
+		dst=$RUN_DIR/$(basename -- "$WORKER_BIN")
+		# Copy and rename: cp over a running binary fails (ETXTBSY).
+		cp -- "$WORKER_BIN" "$dst.tmp.$$"
+		chmod 0755 "$dst.tmp.$$"
+		mv -f -- "$dst.tmp.$$" "$dst"
+		printf '%s' "$dst"
+	else
+		printf '%s' "$WORKER_BIN"
+	fi
+}
+
+# worker_check: the worker's own configuration check, in the pool's
+# environment.  build/floor has no --check.
+worker_check() {
+	[[ $(basename -- "$WORKER_BIN") == orders-worker ]] || return 0
+	local out
+	pool_env
+	if ! out=$(env -i "${POOL_ENV[@]}" "$WORKER_BIN" --check 2>&1); then
+		printf '%s\n' "$out" >&2
+		die "$WORKER_BIN --check failed: not starting the pool"
+	fi
+}
+
+# pool_start GEN N: start a pool of N workers on fcgi.GEN.sock; returns once
+# all N workers run.
+pool_start() {
+	local gen=$1 n=$2 sock bin pid deadline kids opts
+	sock=$(pool_sock "$gen")
+	# A leftover of an interrupted run with this generation goes first.
+	if pool_pid "$gen" >/dev/null; then pool_retire "$gen"; fi
+	rm -f -- "$sock"
+	bin=$(worker_exec_path)
+	opts=(-n -s "$sock" -M 0600 -d "$RUN_DIR")
+	(( IS_ROOT )) && opts+=(-U www-data -G www-data -u www-data -g www-data)
+	pool_env
+	# setsid: own session, so nothing aimed at our terminal reaches the
+	# pool.  spawn-fcgi -n binds the socket, puts it on fd 0 and execs
+	# multiwatch, so $! is multiwatch's pid.  -r 10 -t 1000: a worker
+	# that dies within a second of its start is retried at most 10 times.
+	# On SIGTERM multiwatch sends each worker its "graceful" signal (the
+	# worker finishes its request and leaves) and exits when all have; a
+	# second SIGTERM is passed on as SIGTERM.
+	# No "-s TERM": Debian 12's multiwatch 1.0.0 turns the name into the
+	# wrong number (-s TERM sends SIGQUIT, which kills a worker mid-request;
+	# -s INT sends SIGHUP ...).  Its default, SIGUSR1, is right: libfcgi
+	# itself takes SIGUSR1 as "stop after this request", like SIGTERM.
+	env -i "${POOL_ENV[@]}" setsid spawn-fcgi "${opts[@]}" -- \
+		/usr/bin/multiwatch -f "$n" -r 10 -t 1000 -- "$bin" \
+		>>"$LOG_DIR/workers.log" 2>&1 </dev/null 9>&- &
+	pid=$!
+	write_file "$RUN_DIR/pool.$gen.pid" "$pid"
+	deadline=$(( SECONDS + START_TIMEOUT ))
+	while (( SECONDS < deadline )); do
+		if proc_alive "$pid" multiwatch && [[ -S $sock ]]; then
+			kids=$(proc_children "$pid" | wc -l)
+			(( kids == n )) && break
+		fi
+		if ! any_alive "$pid"; then
+			tail -n 20 "$LOG_DIR/workers.log" >&2 || true
+			die "the worker pool did not start (log: $LOG_DIR/workers.log)"
+		fi
+		sleep 0.1
+	done
+	if ! proc_alive "$pid" multiwatch || [[ ! -S $sock ]] || (( $(proc_children "$pid" | wc -l) != n )); then
+		tail -n 20 "$LOG_DIR/workers.log" >&2 || true
+		pool_retire "$gen"
+		die "the worker pool did not come up with $n workers (log: $LOG_DIR/workers.log)"
+	fi
+	msg "pool: started (pid $pid, $n workers, $sock)"
+}
+
+# pool_retire GEN: stop that pool gracefully and remove its socket.
+pool_retire() {
+	local gen=$1 pid kids
+	pid=$(read_file "$RUN_DIR/pool.$gen.pid")
+	if proc_alive "$pid" multiwatch; then
+		kids=$(proc_children "$pid")
+		msg "pool: stopping generation $gen (pid $pid)"
+		kill -TERM "$pid" 2>/dev/null || true
+		# shellcheck disable=SC2086
+		if ! wait_gone 5 "$pid" $kids; then
+			# A worker signalled just before it entered accept()
+			# sleeps there until a connection comes, and none will.
+			# multiwatch passes a second SIGTERM on as SIGTERM; that
+			# one interrupts accept().
+			kill -TERM "$pid" 2>/dev/null || true
+			# shellcheck disable=SC2086
+			if ! wait_gone $(( STOP_TIMEOUT - 5 )) "$pid" $kids; then
+				warn "pool: still running after ${STOP_TIMEOUT}s; SIGKILL"
+				# shellcheck disable=SC2086
+				kill -KILL "$pid" $kids 2>/dev/null || true
+				# shellcheck disable=SC2086
+				wait_gone 5 "$pid" $kids || warn "pool: pid $pid survived SIGKILL"
+			fi
+		fi
+	fi
+	rm -f -- "$(pool_sock "$gen")" "$RUN_DIR/pool.$gen.pid"
+}
+
+# pool_retire_all [KEEP]: stop every pool but generation KEEP.
+pool_retire_all() {
+	local f gen keep=${1-}
+	for f in "$RUN_DIR"/pool.*.pid; do
+		[[ -e $f ]] || continue
+		gen=${f##*/pool.}; gen=${gen%.pid}
+		[[ $gen =~ ^[0-9]+$ ]] || continue
+		[[ $gen == "$keep" ]] && continue
+		pool_retire "$gen"
+	done
+}
+
+# ---------------------------------------------------------------- nginx
+
+nginx_pid() {
+	local pid
+	pid=$(read_file "$NGINX_PID")
+	proc_alive "$pid" nginx && printf '%s' "$pid"
+}
+
+nginx_cmd() { nginx -p "$NGINX_DIR/" -c "$NGINX_CONF" -e "$LOG_DIR/nginx-error.log" "$@"; }
+
+# nginx_render SOCK: write nginx.conf for that socket, checked with nginx -t
+# before it replaces the current one (returns 1 when nginx -t says no).  The
+# previous one is kept as nginx.conf.prev for a rollback.
+nginx_render() {
+	local sock=$1 user_line='' tmp=$NGINX_CONF.new
+	(( IS_ROOT )) && user_line='user www-data;'
+	sed -e "s|@PORT@|$PORT|g" \
+		-e "s|@FCGI_SOCKET@|$sock|g" \
+		-e "s|@RUN_DIR@|$RUN_DIR|g" \
+		-e "s|@LOG_DIR@|$LOG_DIR|g" \
+		-e "s|@USER_LINE@|$user_line|g" \
+		-e "s|@PID@|$NGINX_PID|g" \
+		"$REPO/nginx/orders.conf.in" >"$tmp"
+	if ! nginx -q -t -p "$NGINX_DIR/" -c "$tmp" -e "$LOG_DIR/nginx-error.log"; then
+		warn "nginx -t rejects the configuration (kept in $tmp)"
+		return 1
+	fi
+	[[ -f $NGINX_CONF ]] && cp -p "$NGINX_CONF" "$NGINX_CONF.prev"
+	mv -f "$tmp" "$NGINX_CONF"
+}
+
+nginx_start() {
+	local pid deadline
+	# nginx forks into the background; the daemon writes the pid file.
+	if ! nginx_cmd 9>&-; then
+		tail -n 5 "$LOG_DIR/nginx-error.log" >&2 || true
+		die "nginx did not start (log: $LOG_DIR/nginx-error.log)"
+	fi
+	deadline=$(( SECONDS + START_TIMEOUT ))
+	while (( SECONDS < deadline )); do
+		pid=$(nginx_pid) && port_in_use "$PORT" && break
+		sleep 0.1
+	done
+	pid=$(nginx_pid) || die "nginx: no live master after ${START_TIMEOUT}s (log: $LOG_DIR/nginx-error.log)"
+	msg "nginx: started (pid $pid, http://127.0.0.1:$PORT/)"
+}
+
+nginx_workers() { proc_children "$1"; }
+
+# nginx_reload: graceful reload, then wait until the workers that ran the
+# old configuration have finished their requests and exited.  Returns 1
+# when nginx did not take the new configuration (no new workers appeared).
+nginx_reload() {
+	local master old new w deadline fresh=0
+	master=$(nginx_pid) || return 1
+	old=$(nginx_workers "$master" | tr '\n' ' ')
+	nginx_cmd -s reload
+	# On SIGHUP the master starts new workers on the new configuration and
+	# asks the old ones to finish gracefully.  Tracking the old pids
+	# ("worker process is shutting down" in ps) tells when they are gone.
+	deadline=$(( SECONDS + DRAIN_TIMEOUT ))
+	while (( SECONDS < deadline )); do
+		if (( ! fresh )); then
+			new=$(nginx_workers "$master")
+			for w in $new; do
+				[[ " $old " == *" $w "* ]] || fresh=1
+			done
+		fi
+		# shellcheck disable=SC2086
+		if (( fresh )) && ! any_alive $old; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	(( fresh )) || return 1
+	warn "nginx: old workers still busy after ${DRAIN_TIMEOUT}s; going on"
+	return 0
+}
+
+# point_nginx_at GEN: the running nginx moves to pool GEN (graceful reload,
+# old nginx workers drained).  When nginx does not take it, the previous
+# configuration is put back, pool GEN is retired, and we stop there.
+point_nginx_at() {
+	local gen=$1
+	if nginx_render "$(pool_sock "$gen")" && nginx_reload; then
+		write_file "$STATE_DIR/pool.gen" "$gen"
+		return 0
+	fi
+	[[ -f $NGINX_CONF.prev ]] && mv -f "$NGINX_CONF.prev" "$NGINX_CONF"
+	pool_retire "$gen"
+	die "nginx did not take the configuration for pool generation $gen (log: $LOG_DIR/nginx-error.log); nothing changed"
+}
+
+nginx_stop() {
+	local pid
+	pid=$(read_file "$NGINX_PID")
+	# QUIT: graceful, requests in hand are answered first.
+	stop_proc nginx "$pid" nginx QUIT
+}
+
+# ---------------------------------------------------------------- settings
+
+# resolve_settings: every setting from the environment, else the env file,
+# else the default.  Also decides local or external for Postgres and Redis.
+resolve_settings() {
+	PORT=${PORT:-${F_PORT:-8080}}
+	CACHE_TTL=${CACHE_TTL:-${F_CACHE_TTL:-60}}
+	CACHE_PREFIX=${CACHE_PREFIX:-${F_CACHE_PREFIX:-orders:}}
+	ORDERS_ROWS=${ORDERS_ROWS:-12000}
+	WORKERS=${WORKERS:-$(read_file "$STATE_DIR/workers" 4)}
+	WORKER_BIN=${WORKER_BIN:-$REPO/build/orders-worker}
+	[[ $WORKER_BIN == /* ]] || WORKER_BIN=$REPO/$WORKER_BIN
+	[[ $PORT =~ ^[1-9][0-9]{0,4}$ ]] && (( PORT < 65536 )) || die "PORT must be a port number: $PORT"
+	[[ $CACHE_TTL =~ ^[1-9][0-9]*$ ]] || die "CACHE_TTL must be a positive integer: $CACHE_TTL"
+	[[ $ORDERS_ROWS =~ ^(0|[1-9][0-9]*)$ ]] || die "ORDERS_ROWS must be an integer: $ORDERS_ROWS"
+	[[ $WORKERS =~ ^[1-9][0-9]*$ ]] && (( WORKERS >= 1 && WORKERS <= 256 )) || die "WORKERS must be 1..256: $WORKERS"
+
+	DATABASE_URL=${DATABASE_URL:-$F_DATABASE_URL}
+	if [[ -z $DATABASE_URL || ( -n $S_PG_PASSWORD && $DATABASE_URL == "$(local_db_url)" ) ]]; then
+		DB_MODE=local
+	else
+		DB_MODE=external
+	fi
+	REDIS_URL=${REDIS_URL:-$F_REDIS_URL}
+	if [[ -z $REDIS_URL || ( -n $S_REDIS_PASSWORD && $REDIS_URL == "$(local_redis_url)" ) ]]; then
+		REDIS_MODE=local
+	else
+		REDIS_MODE=external
+	fi
+}
+
+# ensure_local_credentials: ports and passwords for the local servers,
+# made once (the caller saves them in deploy.state).
+ensure_local_credentials() {
+	if [[ $DB_MODE == local && -z $S_PG_PASSWORD ]]; then
+		S_PG_PASSWORD=$(randhex)
+		S_PG_PORT=$(pick_port "$PORT" "$S_REDIS_PORT")
+	fi
+	if [[ $REDIS_MODE == local && -z $S_REDIS_PASSWORD ]]; then
+		S_REDIS_PASSWORD=$(randhex)
+		S_REDIS_PORT=$(pick_port "$PORT" "$S_PG_PORT")
+	fi
+	[[ $DB_MODE == local ]] && DATABASE_URL=$(local_db_url)
+	[[ $REDIS_MODE == local ]] && REDIS_URL=$(local_redis_url)
+	S_DB_MODE=$DB_MODE
+	S_REDIS_MODE=$REDIS_MODE
+}
+
+# refuse_running_changes: a running pool or nginx keeps the settings it was
+# started with; a rerun that asks for others must stop first.
+refuse_running_changes() {
+	local what=()
+	if pool_pid >/dev/null && [[ -f $ENV_FILE ]]; then
+		[[ $DATABASE_URL == "$F_DATABASE_URL" ]] || what+=(DATABASE_URL)
+		[[ $REDIS_URL == "$F_REDIS_URL" ]] || what+=(REDIS_URL)
+		[[ $CACHE_TTL == "$F_CACHE_TTL" ]] || what+=(CACHE_TTL)
+		[[ $CACHE_PREFIX == "$F_CACHE_PREFIX" ]] || what+=(CACHE_PREFIX)
+	fi
+	if nginx_pid >/dev/null && [[ -n $F_PORT && $PORT != "$F_PORT" ]]; then
+		what+=(PORT)
+	fi
+	(( ${#what[@]} == 0 )) ||
+		die "running with other ${what[*]} than asked (see $ENV_FILE); ./deploy.sh stop first"
+}
+
+# ---------------------------------------------------------------- commands
+
+build() {
+	if [[ -f $REPO/Makefile ]]; then
+		msg "build: make -s"
+		make -s -C "$REPO" || die "build failed (make -s)"
+	elif [[ $WORKER_BIN != "$REPO/build/orders-worker" ]]; then
+		msg "build: no Makefile; using WORKER_BIN=$WORKER_BIN as it is"
+	else
+		die "no Makefile in $REPO: cannot build build/orders-worker"
+	fi
+	[[ -x $WORKER_BIN ]] || die "no executable worker at $WORKER_BIN"
+}
+
+cmd_up() {
+	local pid gen new_gen cur_workers
+	cmd_deps
+	setup_paths 1
+	mkdir -p "$LOG_DIR"
+	lock_state
+	load_state
+	resolve_settings
+	build
+	setup_run_dir 1
+	ensure_local_credentials
+	refuse_running_changes
+	save_state
+
+	if [[ $DB_MODE == local ]]; then
+		setup_pg_paths 1
+		pg_init
+		pg_start
+		pg_load_local
+	else
+		msg "postgres: external (DATABASE_URL is not the local one: not starting Postgres)"
+		pg_load_external
+	fi
+	if [[ $REDIS_MODE == local ]]; then
+		redis_start
+	else
+		msg "redis: external (REDIS_URL is not the local one: not starting Redis)"
+	fi
+	write_env_file
+
+	# The pool: keep a running one, else start a new generation.
+	gen=$(pool_gen)
+	if pid=$(pool_pid "$gen"); then
+		cur_workers=$(read_file "$STATE_DIR/workers" "$WORKERS")
+		msg "pool: running (pid $pid, $cur_workers workers)"
+		[[ $cur_workers == "$WORKERS" ]] ||
+			warn "pool runs $cur_workers workers, WORKERS=$WORKERS: use ./deploy.sh scale $WORKERS"
+		new_gen=''
+	else
+		worker_extra_from_env
+		worker_check
+		new_gen=$(( gen + 1 ))
+		pool_start "$new_gen" "$WORKERS"
+		write_file "$STATE_DIR/workers" "$WORKERS"
+	fi
+
+	# nginx: start it, or point the running one at a new pool.
+	if pid=$(nginx_pid); then
+		if [[ -n $new_gen ]]; then
+			point_nginx_at "$new_gen"
+			msg "nginx: running (pid $pid), now on pool generation $new_gen"
+		else
+			msg "nginx: running (pid $pid)"
+		fi
+	else
+		[[ -n $new_gen ]] && write_file "$STATE_DIR/pool.gen" "$new_gen"
+		nginx_render "$(pool_sock "$(pool_gen)")" || die "not starting nginx"
+		nginx_start
+	fi
+	# Pools of other generations (an interrupted scale) serve nobody now.
+	pool_retire_all "$(pool_gen)"
+
+	print_summary
+}
+
+print_summary() {
+	local url=http://127.0.0.1:$PORT
+	cat <<-EOF
+
+	orders service: $url/
+
+	  . $ENV_FILE        # DATABASE_URL, REDIS_URL, PORT, ... in your shell
+	  curl -s $url/orders/count
+	  curl -s -X POST $url/orders -H 'Content-Type: application/json' -d '{"customerid": 42, "netamount": 12.5, "tax": 1.03}'
+	  psql "\$DATABASE_URL" -c 'SELECT count(*) FROM orders'
+	  redis-cli -u "\$REDIS_URL" --scan --pattern '${CACHE_PREFIX}*'
+	  redis-cli -u "\$REDIS_URL" TTL ${CACHE_PREFIX}count:all
+
+	  ./deploy.sh status | ./deploy.sh scale N | ./deploy.sh stop
+	  logs: $LOG_DIR/
+	EOF
+}
+
+cmd_stop() {
+	setup_paths 0 || { msg "nothing to stop: no $(state_dir_path)"; return 0; }
+	lock_state
+	setup_run_dir 0
+	# Front to back: nginx answers what it holds, then the workers finish.
+	nginx_stop
+	pool_retire_all
+	redis_stop
+	pg_stop
+	msg "stopped"
+}
+
+cmd_status() {
+	local ok=0 pid kid db_mode=local redis_mode=local want_workers
+	if ! setup_paths 0; then
+		printf '%s - stopped\n' postgres redis nginx pool
+		return 1
+	fi
+	load_state
+	setup_run_dir 0
+	[[ -n $S_DB_MODE ]] && db_mode=$S_DB_MODE
+	[[ -n $S_REDIS_MODE ]] && redis_mode=$S_REDIS_MODE
+
+	if [[ $db_mode == external ]]; then
+		echo "postgres - external"
+	elif setup_pg_paths 0 && pid=$(pg_pid); then
+		echo "postgres $pid running"
+	else
+		echo "postgres - stopped"; ok=1
+	fi
+	if [[ $redis_mode == external ]]; then
+		echo "redis - external"
+	elif pid=$(redis_pid); then
+		echo "redis $pid running"
+	else
+		echo "redis - stopped"; ok=1
+	fi
+	if pid=$(nginx_pid); then
+		echo "nginx $pid running"
+	else
+		echo "nginx - stopped"; ok=1
+	fi
+	if pid=$(pool_pid); then
+		echo "pool $pid running"
+		want_workers=$(read_file "$STATE_DIR/workers" 0)
+		local n=0
+		for kid in $(proc_children "$pid"); do
+			echo "worker $kid running"
+			n=$(( n + 1 ))
+		done
+		(( n == want_workers )) || ok=1
+	else
+		echo "pool - stopped"; ok=1
+	fi
+	return "$ok"
+}
+
+cmd_scale() {
+	local n=${1-} old_gen new_gen
+	[[ $n =~ ^[1-9][0-9]*$ ]] && (( n >= 1 && n <= 256 )) || die "usage: ./deploy.sh scale N (1..256)"
+	setup_paths 0 || die "not deployed (no $(state_dir_path)): run ./deploy.sh first"
+	lock_state
+	load_state
+	WORKERS=$n
+	resolve_settings
+	setup_run_dir 0
+	if [[ ! -f $ENV_FILE ]] || ! nginx_pid >/dev/null || ! pool_pid >/dev/null; then
+		write_file "$STATE_DIR/workers" "$n"
+		msg "scale: the service is not running; $n workers from the next ./deploy.sh"
+		return 0
+	fi
+	# The pool runs with what the env file says, and so will the new one.
+	DATABASE_URL=$F_DATABASE_URL REDIS_URL=$F_REDIS_URL
+	CACHE_TTL=$F_CACHE_TTL CACHE_PREFIX=$F_CACHE_PREFIX PORT=$F_PORT
+
+	# Blue/green: the new pool listens on a new socket before nginx is told
+	# about it; nginx's graceful reload moves new requests over while the
+	# old workers of nginx finish theirs against the old pool; only then is
+	# the old pool retired.  No request meets a closed socket.
+	old_gen=$(pool_gen)
+	new_gen=$(( old_gen + 1 ))
+	worker_extra_saved
+	worker_check
+	pool_start "$new_gen" "$n"
+	point_nginx_at "$new_gen"
+	write_file "$STATE_DIR/workers" "$n"
+	pool_retire "$old_gen"
+	msg "scale: $n workers (pool generation $new_gen)"
+}
+
+usage() {
+	sed -n '3,16p' "$REPO/deploy.sh" | sed 's/^# \{0,1\}//'
+}
+
+main() {
+	local cmd=${1:-up}
+	[[ $# -gt 0 ]] && shift
+	case $cmd in
+	up)     cmd_up "$@" ;;
+	stop)   cmd_stop ;;
+	status) cmd_status ;;
+	scale)  cmd_scale "$@" ;;
+	deps)   cmd_deps "$@" ;;
+	-h|--help|help) usage ;;
+	*) usage >&2; exit 2 ;;
+	esac
+}
+
+main "$@"

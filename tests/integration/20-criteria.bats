@@ -1,0 +1,217 @@
+#!/usr/bin/env bats
+# GET /orders/count criteria (each checked against the same SQL run with
+# psql), canonical cache keys, and GET /orders/{id} with its cache entry.
+
+load helpers
+
+setup_file() {
+  # Dates taken from the data, so the ranges below always contain orders.
+  export D_MIN D_MID D_MAX C_BUSY T_MID
+  D_MIN=$(psqlc "SELECT to_char(min(orderdate), 'YYYY-MM-DD') FROM orders WHERE customerid <= 20000")
+  D_MAX=$(psqlc "SELECT to_char(max(orderdate), 'YYYY-MM-DD') FROM orders WHERE customerid <= 20000")
+  D_MID=$(psqlc "SELECT to_char(min(orderdate) + (max(orderdate) - min(orderdate)) / 2, 'YYYY-MM-DD')
+                 FROM orders WHERE customerid <= 20000")
+  C_BUSY=$(psqlc "SELECT customerid FROM orders WHERE customerid <= 20000
+                  GROUP BY customerid ORDER BY count(*) DESC, customerid LIMIT 1")
+  T_MID=$(psqlc "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY totalamount) FROM orders
+                 WHERE customerid <= 20000")
+}
+
+# check_count QUERY CANONICAL-KEY-SUFFIX SQL-WHERE
+# The count through the service (a MISS, then a HIT) equals the SQL count,
+# and the entry is stored under the canonical key.
+check_count() {
+  local q=$1 key
+  key=$(ckey "count:$2")
+  local expected
+  expected=$(psqlc "SELECT count(*) FROM orders WHERE $3")
+  rdel "$key"
+  req GET "/orders/count$q"
+  assert_count_is "$expected"
+  assert_cache MISS
+  assert_eq "value stored under $key" "$body" "$(rcli GET "$key")"
+  req GET "/orders/count$q"
+  assert_count_is "$expected"
+  assert_cache HIT
+}
+
+@test "criteria: customerid" {
+  check_count "?customerid=$C_BUSY" "customerid=$C_BUSY" "customerid = $C_BUSY"
+  [[ $(rows_of "$C_BUSY") -gt 0 ]] || flunk "customer $C_BUSY should have orders"
+}
+
+@test "criteria: from (inclusive)" {
+  check_count "?from=$D_MID" "from=$D_MID" "orderdate >= '$D_MID'"
+}
+
+@test "criteria: to (inclusive)" {
+  check_count "?to=$D_MID" "to=$D_MID" "orderdate <= '$D_MID'"
+}
+
+@test "criteria: from=to=one day counts that day's orders (both ends inclusive)" {
+  n=$(psqlc "SELECT count(*) FROM orders WHERE orderdate = '$D_MIN'")
+  [[ $n -gt 0 ]] || flunk "expected orders on $D_MIN"
+  check_count "?from=$D_MIN&to=$D_MIN" "from=$D_MIN&to=$D_MIN" "orderdate = '$D_MIN'"
+}
+
+@test "criteria: min_total (totalamount >=, inclusive)" {
+  check_count "?min_total=$T_MID" "min_total=$T_MID" "totalamount >= $T_MID"
+}
+
+@test "criteria: all four together are ANDed" {
+  check_count "?customerid=$C_BUSY&from=$D_MIN&to=$D_MAX&min_total=0" \
+    "customerid=$C_BUSY&from=$D_MIN&min_total=0.00&to=$D_MAX" \
+    "customerid = $C_BUSY AND orderdate BETWEEN '$D_MIN' AND '$D_MAX' AND totalamount >= 0"
+  check_count "?min_total=$T_MID&to=$D_MID&from=$D_MIN" \
+    "from=$D_MIN&min_total=$T_MID&to=$D_MID" \
+    "orderdate BETWEEN '$D_MIN' AND '$D_MID' AND totalamount >= $T_MID"
+}
+
+@test "cache key: ?to=2004-06-30&from=2004-01-01&customerid=042 is customerid=42&from=2004-01-01&to=2004-06-30" {
+  key=$(ckey "count:customerid=42&from=2004-01-01&to=2004-06-30")
+  expected=$(psqlc "SELECT count(*) FROM orders WHERE customerid = 42
+                    AND orderdate BETWEEN '2004-01-01' AND '2004-06-30'")
+  rdel "$key"
+  req GET "/orders/count?to=2004-06-30&from=2004-01-01&customerid=042"
+  assert_count_is "$expected"
+  assert_cache MISS
+  assert_eq "value stored under $key" "$body" "$(rcli GET "$key")"
+  ttl=$(rcli TTL "$key")
+  ((ttl >= 1 && ttl <= CACHE_TTL)) || flunk "TTL of $key: expected 1..$CACHE_TTL, got '$ttl'"
+  # the same criterion written another way is the same entry
+  req GET "/orders/count?customerid=42&from=2004-01-01&to=2004-06-30"
+  assert_count_is "$expected"
+  assert_cache HIT
+  req GET "/orders/count?from=2004-01-01&customerid=42&to=2004-06-30"
+  assert_cache HIT
+}
+
+@test "cache key: min_total is stored with two decimals (12.5 -> 12.50, 3 -> 3.00)" {
+  for pair in 12.5:12.50 3:3.00; do
+    given=${pair%%:*} canon=${pair#*:}
+    key=$(ckey "count:min_total=$canon")
+    rdel "$key"
+    req GET "/orders/count?min_total=$given"
+    assert_count_is "$(psqlc "SELECT count(*) FROM orders WHERE totalamount >= $canon")"
+    assert_cache MISS
+    assert_eq "value stored under $key" "$body" "$(rcli GET "$key")"
+    req GET "/orders/count?min_total=$canon"
+    assert_cache HIT
+  done
+}
+
+@test "cache key: no criteria is <prefix>count:all, and every key is under the prefix" {
+  rdel "$(ckey count:all)"
+  req GET /orders/count
+  assert_count_is "$(rows_total)"
+  assert_cache MISS
+  run rcli EXISTS "$(ckey count:all)"
+  assert_eq "EXISTS $(ckey count:all)" 1 "$output"
+  foreign=$(rcli --scan | grep -v "^$CACHE_PREFIX" | head -5 || true)
+  assert_eq "keys in Redis outside the prefix $CACHE_PREFIX" "" "$foreign"
+}
+
+@test "GET /orders/{id}: every column as in Postgres, MISS then HIT, stored as <prefix>id:<id> with TTL" {
+  id=$(psqlc "SELECT orderid FROM orders WHERE customerid <= 20000 ORDER BY orderid OFFSET 77 LIMIT 1")
+  row=$(psqlc "SELECT json_build_object('orderid', orderid, 'orderdate', to_char(orderdate, 'YYYY-MM-DD'),
+               'customerid', customerid, 'netamount', netamount, 'tax', tax, 'totalamount', totalamount)
+               FROM orders WHERE orderid = $id")
+  key=$(ckey "id:$id")
+  rdel "$key"
+  req GET "/orders/$id"
+  assert_status 200
+  assert_json_type
+  assert_cache MISS
+  want=$(jq -cS . <<<"$row")
+  got=$(jq -cS '{orderid, orderdate, customerid, netamount, tax, totalamount}' <<<"$body")
+  assert_eq "order $id (sorted keys, jq-normalised numbers)" "$want" "$got"
+  assert_json '(.orderdate | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}$")) and (.netamount | type == "number")
+               and (.tax | type == "number") and (.totalamount | type == "number")
+               and (.orderid | type == "number") and (.customerid | type == "number")'
+  assert_eq "value stored under $key" "$body" "$(rcli GET "$key")"
+  ttl=$(rcli TTL "$key")
+  ((ttl >= 1 && ttl <= CACHE_TTL)) || flunk "TTL of $key: expected 1..$CACHE_TTL, got '$ttl'"
+  first=$body
+  req GET "/orders/$id"
+  assert_status 200
+  assert_cache HIT
+  assert_eq "body of the cached order" "$first" "$body"
+}
+
+@test "GET /orders/{id}: money has at most two decimals in the raw JSON" {
+  id=$(psqlc "SELECT orderid FROM orders WHERE customerid <= 20000 AND netamount <> trunc(netamount)
+              ORDER BY orderid LIMIT 1")
+  req GET "/orders/$id"
+  assert_status 200
+  for f in netamount tax totalamount; do
+    [[ $body =~ \"$f\"[[:space:]]*:[[:space:]]*-?[0-9]+(\.[0-9]{1,2})?[[:space:]]*[,}] ]] ||
+      flunk "$f is not a JSON number with at most two decimals"
+  done
+}
+
+@test "GET /orders/{id} for a missing order is 404 and is not cached" {
+  key=$(ckey "id:999999999")
+  rdel "$key"
+  req GET /orders/999999999
+  assert_error_json 404
+  run rcli EXISTS "$key"
+  assert_eq "EXISTS $key after the 404" 0 "$output"
+  req GET /orders/999999999
+  assert_error_json 404
+}
+
+@test "ETag and Cache-Control on cached reads; If-None-Match with the current tag is 304" {
+  skip "ETag, Cache-Control and 304 come with issue 7 (HTTP caching semantics)"
+  c=$(fresh_customer)
+  req GET "/orders/count?customerid=$c"
+  assert_count_is 0
+  assert_header_match Cache-Control 'max-age=[0-9]+'
+  assert_header_match ETag '.'
+  etag=$(header ETag)
+  req GET "/orders/count?customerid=$c"
+  assert_cache HIT
+  assert_header ETag "$etag"
+  req GET "/orders/count?customerid=$c" -H "If-None-Match: $etag"
+  assert_status 304
+  assert_empty_body
+  # a write changes the answer, so the old tag no longer matches
+  post_json "{\"customerid\": $c, \"netamount\": 1, \"tax\": 0}"
+  assert_status 201
+  req GET "/orders/count?customerid=$c" -H "If-None-Match: $etag"
+  assert_count_is 1
+  [[ $(header ETag) != "$etag" ]] || flunk "ETag did not change with the answer"
+
+  id=$(psqlc "SELECT min(orderid) FROM orders")
+  req GET "/orders/$id"
+  assert_status 200
+  assert_header_match Cache-Control 'max-age=[0-9]+'
+  etag=$(header ETag)
+  [[ -n $etag ]] || flunk "no ETag on GET /orders/$id"
+  req GET "/orders/$id" -H "If-None-Match: $etag"
+  assert_status 304
+}
+
+@test "HEAD works where GET does: /orders/count, /orders/{id}, /healthz" {
+  req HEAD /orders/count
+  assert_status 200
+  assert_json_type
+  assert_header_match X-Cache '^(HIT|MISS)$'
+  id=$(psqlc "SELECT min(orderid) FROM orders")
+  req HEAD "/orders/$id"
+  assert_status 200
+  assert_header_match X-Cache '^(HIT|MISS)$'
+  req HEAD /healthz
+  assert_status 200
+}
+
+@test "HEAD /orders/count: 200 and not one byte of body on the wire" {
+  host=127.0.0.1 port=${BASE##*:}
+  raw=$(
+    exec 3<>"/dev/tcp/$host/$port" || exit 1
+    printf 'HEAD /orders/count HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$host" >&3
+    timeout 5 cat <&3 | od -An -c | tr -s ' \n' ' '
+  )
+  # od renders CR LF CR LF as "\r \n \r \n": nothing may follow it
+  assert_match "status line" '^ *H T T P / 1 \. 1 2 0 0 ' "$raw"
+  assert_match "end of the answer" '\\r \\n \\r \\n *$' "$raw"
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bats
+# deploy.sh as an operator uses it: status, the env file, running it again,
+# a worker killed and replaced, scaling under load.
+
+load helpers
+
+teardown_file() {
+  # leave two workers behind for the files that follow, whatever happened
+  n=$(worker_pids | wc -l)
+  if [[ $n != "$WORKERS" ]]; then
+    deploy_sh scale "$WORKERS" || true
+  fi
+}
+
+@test "deploy.sh status: postgres, redis, nginx, pool running, and one 'worker PID running' per worker" {
+  run stack_status
+  [[ $status == 0 ]] || flunk "./deploy.sh status exited $status:" "$output"
+  for name in postgres redis nginx pool; do
+    line=$(awk -v n="$name" '$1 == n' <<<"$output")
+    [[ $line =~ ^$name\ [0-9]+\ running$ ]] || flunk "status line for $name: expected '$name PID running', got '$line'" "$output"
+    pid=$(awk '{print $2}' <<<"$line")
+    alive "$pid" || flunk "$name's PID $pid is not a live process"
+  done
+  workers=$(awk '$1 == "worker"' <<<"$output")
+  assert_eq "worker lines" "$WORKERS" "$(grep -c '^worker [0-9][0-9]* running$' <<<"$workers")"
+  for pid in $(awk '{print $2}' <<<"$workers"); do
+    alive "$pid" || flunk "worker PID $pid is not a live process"
+  done
+}
+
+@test "deploy.sh wrote STATE_DIR/env, mode 0600, with export lines for DATABASE_URL, REDIS_URL, PORT" {
+  f=$STATE_DIR/env
+  [[ -f $f ]] || flunk "$f does not exist"
+  assert_eq "mode of $f" 600 "$(stat -c %a "$f")"
+  for v in DATABASE_URL REDIS_URL PORT; do
+    grep -Eq "^export .*\b$v=" "$f" || flunk "$f has no 'export $v=' line:" "$(cat "$f")"
+  done
+  got=$(env -i bash -c 'source "$1" && echo "$PORT"' _ "$f")
+  assert_eq "PORT from $f" "${BASE##*:}" "$got"
+}
+
+@test "running ./deploy.sh again is harmless: same servers, data not reloaded, service answers" {
+  before=$(stack_status | awk '$1 == "postgres" || $1 == "redis" || $1 == "nginx"' | sort)
+  rows=$(rows_total)
+  deploy_sh || {
+    show_deploy_log
+    flunk "./deploy.sh (second run) failed"
+  }
+  after=$(stack_status | awk '$1 == "postgres" || $1 == "redis" || $1 == "nginx"' | sort)
+  assert_eq "postgres/redis/nginx status lines before and after a second ./deploy.sh" "$before" "$after"
+  assert_eq "rows in orders after a second ./deploy.sh" "$rows" "$(rows_total)"
+  req GET /healthz
+  assert_status 200
+  assert_eq "worker count" "$WORKERS" "$(worker_pids | wc -l)"
+}
+
+@test "a worker killed with SIGKILL is replaced (new PID) and the service goes on" {
+  old=$(worker_pids)
+  assert_eq "workers before" "$WORKERS" "$(wc -l <<<"$old")"
+  victim=$(head -1 <<<"$old")
+  kill -KILL "$victim"
+  wait_gone "$victim" 5
+
+  # requests right after the kill are answered by the other worker(s)
+  for i in $(seq 1 10); do
+    req GET /orders/count
+    assert_status 200
+  done
+
+  replaced() {
+    now=$(worker_pids)
+    [[ $(wc -l <<<"$now") == "$WORKERS" ]] && ! grep -qx "$victim" <<<"$now"
+  }
+  wait_for 10 replaced || flunk "worker $victim not replaced within 10 s; ./deploy.sh status:" "$(stack_status)"
+  new=$(comm -13 <(sort <<<"$old") <(sort <<<"$now"))
+  [[ -n $new ]] || flunk "no new worker PID: before '$old', now '$now'"
+  for pid in $now; do alive "$pid" || flunk "worker $pid from status is not alive"; done
+
+  for i in $(seq 1 10); do
+    req GET /orders/count
+    assert_status 200
+  done
+  c=$(fresh_customer)
+  post_json "{\"customerid\": $c, \"netamount\": 1, \"tax\": 0}"
+  assert_status 201
+}
+
+# load_loop FILE STOPFILE: sequential GETs until STOPFILE exists and at least
+# 200 were made; one status code per line in FILE.
+load_loop() {
+  local n=0
+  while [[ ! -e $2 ]] || ((n < 200)); do
+    curl -s -o /dev/null -w '%{http_code}\n' --max-time 10 "$BASE/orders/count?customerid=$((n % 50 + 1))" >>"$1"
+    n=$((n + 1))
+    ((n < 5000)) || break
+  done
+}
+
+@test "deploy.sh scale 3 under a loop of sequential GETs: every answer 200, then 3 workers; scale 2 likewise" {
+  for target in 3 2; do
+    codes=$BATS_TEST_TMPDIR/codes.$target stop=$BATS_TEST_TMPDIR/stop.$target
+    : >"$codes"
+    load_loop "$codes" "$stop" 3>&- &
+    loop=$!
+    sleep 0.3
+    rc=0
+    deploy_sh scale "$target" || rc=$?
+    touch "$stop"
+    wait "$loop"
+    [[ $rc == 0 ]] || {
+      show_deploy_log
+      flunk "./deploy.sh scale $target exited $rc"
+    }
+    total=$(wc -l <"$codes")
+    bad=$(grep -vc '^200$' "$codes" || true)
+    ((total >= 200)) || flunk "only $total requests made during scale $target"
+    assert_eq "non-200 answers among $total GETs during 'scale $target' (codes: $(sort "$codes" | uniq -c | tr -s ' \n' ' '))" 0 "$bad"
+    n=$(worker_pids | wc -l)
+    assert_eq "running workers after 'scale $target'" "$target" "$n"
+  done
+}

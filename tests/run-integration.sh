@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# Integration harness: start the whole stack (Postgres, Redis, the FastCGI
+# worker pool, nginx) with the project's own ./deploy.sh in a temporary
+# directory on a free loopback port, run tests/integration/*.bats against
+# it, and always stop it again.
+#
+#   tests/run-integration.sh [FILTER]    FILTER goes to `bats --filter`
+#
+# TIMING=1 adds each test's duration to its TAP line (bats --timing).
+#
+# Prints the TAP output and, as its last line, "N passed, N failed" (plus
+# ", N skipped" when some were). Exits 0 iff nothing failed and something
+# passed.
+
+set -u
+set -o pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$REPO" || exit 2
+FILTER=${1-}
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/orders-it.XXXXXX") || exit 2
+TAP='' # every TAP line of the run, the harness's own included
+CLEANED=''
+DEPLOY_TIMEOUT=${DEPLOY_TIMEOUT:-600}
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-900}
+
+say() { printf '%s\n' "$*"; }
+note() { printf '%s\n' "$@" | sed 's/^/# /'; }
+
+# harness_fail DESCRIPTION: a failed harness check, shown and counted like a
+# failed test. (Passed harness checks are only TAP comments: "passed" counts
+# the suite's tests.)
+harness_fail() {
+  local line="not ok - harness: $1"
+  say "$line"
+  TAP+=$line$'\n'
+}
+
+# run_detached LOG CMD...: run CMD with stdin from /dev/null, stdout and
+# stderr to LOG, and no other inherited descriptor (daemons it starts must
+# not hold our pipes open).
+run_detached() {
+  local log=$1
+  shift
+  (
+    for fd in "/proc/$BASHPID/fd/"*; do
+      fd=${fd##*/}
+      ((fd > 2)) && eval "exec $fd>&-"
+    done
+    exec "$@"
+  ) >"$log" 2>&1 </dev/null
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pick_port: a loopback port nobody listens on (nor on the next two, in case
+# deploy.sh derives other ports from it), probed from a random base below the
+# kernel's ephemeral range: a port in that range may be held by an outgoing
+# connection, which a probe cannot see, and nginx's bind() would then fail.
+pick_port() {
+  local lo=10000 hi=32767 eph p i n
+  if read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((eph > lo + 1000)); then
+    hi=$((eph - 1))
+  fi
+  n=$((hi - lo - 2))
+  local base=$((RANDOM % n))
+  for ((i = 0; i < 300; i++)); do
+    p=$((lo + (base + i * 3) % n))
+    if ! port_in_use "$p" && ! port_in_use $((p + 1)) && ! port_in_use $((p + 2)); then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------- cleanup
+
+# pid:starttime of every process that belongs to the stack: the PIDs that
+# ./deploy.sh status and the pid files name, every process whose environment
+# carries our STATE_DIR or whose command line names $T, the Postgres
+# directory or the run directory, and their children; never this script or
+# its own children.
+STACK_PROCS=()
+pid_start() { awk '{ sub(/^.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/null; }
+is_ours() { # is PID this script or one of its descendants?
+  local p=$1 i
+  for ((i = 0; i < 64 && p > 1; i++)); do
+    [[ $p == "$$" ]] && return 0
+    p=$(awk '{ sub(/^.*\) /, ""); print $2 }' "/proc/$p/stat" 2>/dev/null) || return 1
+    [[ -n $p ]] || return 1
+  done
+  return 1
+}
+collect_stack_procs() {
+  local pgpath=$1 runpath=$2 pid f st
+  local -A seen=()
+  local -a cand=()
+  if [[ -x ./deploy.sh && -d $T/state ]]; then
+    cand+=($(timeout 30 ./deploy.sh status 2>/dev/null </dev/null | awk '$2 ~ /^[0-9]+$/ { print $2 }'))
+  fi
+  for f in $(find "$T" ${pgpath:+"$pgpath"} ${runpath:+"$runpath"} -maxdepth 3 -name '*.pid' 2>/dev/null); do
+    cand+=($(head -1 "$f" 2>/dev/null | grep -E '^[0-9]+$'))
+  done
+  for f in /proc/[0-9]*; do
+    pid=${f#/proc/}
+    if { tr '\0' '\n' <"$f/environ"; } 2>/dev/null | grep -qxF "STATE_DIR=$T/state" ||
+      { tr '\0' ' ' <"$f/cmdline"; } 2>/dev/null | grep -qF -e "$T" ${pgpath:+-e "$pgpath"} ${runpath:+-e "$runpath"}; then
+      cand+=("$pid")
+    fi
+  done
+  # children of candidates (postgres's backends, nginx's workers)
+  for pid in "${cand[@]}"; do
+    cand+=($(ps -o pid= --ppid "$pid" 2>/dev/null))
+  done
+  for pid in "${cand[@]}"; do
+    [[ -n ${seen[$pid]-} ]] && continue
+    seen[$pid]=1
+    ((pid > 1)) || continue
+    is_ours "$pid" && continue
+    st=$(pid_start "$pid") || continue
+    [[ -n $st ]] && STACK_PROCS+=("$pid:$st")
+  done
+}
+
+# survivors: the collected processes that still run (same PID, same start).
+survivors() {
+  local e pid
+  for e in "${STACK_PROCS[@]}"; do
+    pid=${e%%:*}
+    [[ $(pid_start "$pid") == "${e#*:}" ]] && echo "$pid"
+  done
+}
+
+cleanup() {
+  [[ -n $CLEANED ]] && return 0
+  CLEANED=1
+  local pgpath='' runpath='' rc pid i left
+  [[ -f $T/state/pg.path ]] && pgpath=$(head -1 "$T/state/pg.path")
+  [[ -f $T/state/run.path ]] && runpath=$(head -1 "$T/state/run.path")
+  collect_stack_procs "$pgpath" "$runpath"
+  if [[ -x ./deploy.sh ]]; then
+    rc=0
+    STATE_DIR=$T/state run_detached "$T/stop.log" timeout 120 ./deploy.sh stop || rc=$?
+    if ((rc == 0)); then
+      note "harness: ./deploy.sh stop ok"
+    else
+      harness_fail "./deploy.sh stop exited $rc"
+      sed 's/^/#   /' "$T/stop.log"
+    fi
+  fi
+  # give the servers a moment to finish shutting down, then kill leftovers
+  for ((i = 0; i < 40; i++)); do
+    [[ -z $(survivors) ]] && break
+    sleep 0.25
+  done
+  left=$(survivors)
+  if [[ -n $left ]]; then
+    harness_fail "no process of the stack survives ./deploy.sh stop"
+    for pid in $left; do
+      note "  left running: $(ps -o pid=,user=,args= -p "$pid" 2>/dev/null)"
+    done
+    for pid in $left; do kill -TERM "$pid" 2>/dev/null; done
+    for ((i = 0; i < 20; i++)); do
+      [[ -z $(survivors) ]] && break
+      sleep 0.25
+    done
+    for pid in $(survivors); do kill -KILL "$pid" 2>/dev/null; done
+  elif ((${#STACK_PROCS[@]} > 0)); then
+    note "harness: none of the ${#STACK_PROCS[@]} processes of the stack survived ./deploy.sh stop"
+  fi
+  if [[ -n ${port-} ]] && port_in_use "$port"; then
+    harness_fail "port $port is free again after ./deploy.sh stop"
+  fi
+  rm -rf "$T"
+  # deploy.sh may have put Postgres's directory (pg.path) and its run
+  # directory (run.path) outside STATE_DIR, where a 0700 mktemp dir is out
+  # of reach of users postgres and www-data.
+  remove_outside "$pgpath"
+  remove_outside "$runpath"
+}
+
+# remove_outside DIR: rm -rf DIR, only when it is plainly a directory of its
+# own (e.g. /var/lib/postgresql/orders-ID, /run/orders-ID), never a system
+# directory, a home, or the repository.
+remove_outside() {
+  local d=${1%/}
+  [[ -n $d && $d == /?*/?* && -d $d && ! -L $d ]] || return 0
+  case $d in
+  /var/lib/postgresql | /var/lib/postgresql/[0-9]* | /var/lib/redis | /var/run/* | /run/user | /run/user/*) return 0 ;;
+  /var/*/* | /run/* | /tmp/* | /srv/*/* | /opt/*/*) ;;
+  *) return 0 ;;
+  esac
+  case $d in
+  /var/lib/* | /var/log/* | /var/cache/* | /var/spool/* | /var/mail/*)
+    [[ $d == /var/*/*/* ]] || return 0 ;; # not /var/lib/NAME itself
+  esac
+  [[ $d == "$REPO" || $d == "$REPO"/* || $REPO == "$d"/* ]] && return 0
+  rm -rf -- "$d"
+}
+
+summary() {
+  local passed failed skipped line
+  passed=$(printf '%s' "$TAP" | awk '/^ok / && !/# *[Ss][Kk][Ii][Pp]/ { n++ } END { print n + 0 }')
+  skipped=$(printf '%s' "$TAP" | awk '/^ok / && /# *[Ss][Kk][Ii][Pp]/ { n++ } END { print n + 0 }')
+  failed=$(printf '%s' "$TAP" | awk '/^not ok / { n++ } END { print n + 0 }')
+  line="$passed passed, $failed failed"
+  ((skipped > 0)) && line+=", $skipped skipped"
+  say "$line"
+  ((failed == 0 && passed > 0))
+}
+
+on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -z $CLEANED ]]; then # interrupted or failed before the end
+    [[ -z $TAP && -f $T/tap ]] && TAP=$(cat "$T/tap")$'\n'
+    cleanup
+    summary
+    exit 1
+  fi
+  exit $rc
+}
+# on_signal: stop the suite (timeout passes the signal on to bats's whole
+# process group), then leave through on_exit, which stops the stack.
+on_signal() {
+  trap '' INT TERM
+  if [[ -n ${BATS_PID-} ]]; then
+    kill -TERM "$BATS_PID" 2>/dev/null
+    wait "$BATS_PID" 2>/dev/null
+  fi
+  note "interrupted"
+  exit 130
+}
+BATS_PID=''
+trap on_exit EXIT
+trap on_signal INT TERM
+
+# ---------------------------------------------------------------- main
+
+main() {
+  if [[ ! -x ./deploy.sh ]]; then
+    harness_fail "./deploy.sh exists and is executable"
+    return
+  fi
+  port=$(pick_port) || {
+    harness_fail "found a free loopback port"
+    return
+  }
+  note "stack in $T, nginx on 127.0.0.1:$port"
+
+  export STATE_DIR=$T/state PORT=$port WORKERS=2 CACHE_TTL=5 CACHE_PREFIX=orders: ORDERS_ROWS=12000
+  unset DATABASE_URL REDIS_URL
+  local rc=0 started=$SECONDS
+  run_detached "$T/deploy.log" timeout -k 10 "$DEPLOY_TIMEOUT" ./deploy.sh || rc=$?
+  if ((rc != 0)) || [[ ! -f $STATE_DIR/env ]]; then
+    sed 's/^/#   /' "$T/deploy.log"
+    if ((rc != 0)); then
+      harness_fail "./deploy.sh started the stack (exit $rc)"
+    else
+      harness_fail "./deploy.sh wrote $STATE_DIR/env"
+    fi
+    return
+  fi
+  note "./deploy.sh took $((SECONDS - started)) s"
+
+  # shellcheck disable=SC1091
+  source "$STATE_DIR/env"
+  export DATABASE_URL REDIS_URL
+  if [[ ${PORT-} != "$port" ]]; then
+    note "warning: $STATE_DIR/env says PORT=${PORT-}, nginx was asked for $port"
+    export PORT=$port
+  fi
+  export BASE=http://127.0.0.1:$port REPO BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-120}
+
+  # deploy.sh should only return once it serves; allow it a few seconds more
+  local i
+  for ((i = 0; i < 60; i++)); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/healthz") == 200 ]] && break
+    sleep 0.25
+  done
+
+  local -a args=(--tap)
+  [[ -n $FILTER ]] && args+=(--filter "$FILTER")
+  [[ -n ${TIMING-} ]] && args+=(--timing)
+  # bats runs in the background so that a signal to this script is handled
+  # at once (see on_signal); its output is shown as it comes.
+  : >"$T/tap"
+  timeout -k 10 "$SUITE_TIMEOUT" bats "${args[@]}" tests/integration/ >"$T/tap" 2>&1 </dev/null &
+  BATS_PID=$!
+  tail -n +1 -f --pid="$BATS_PID" "$T/tap" &
+  local tail_pid=$!
+  wait "$BATS_PID"
+  wait "$tail_pid"
+  BATS_PID=''
+  TAP+=$(cat "$T/tap")$'\n'
+}
+
+main
+cleanup
+summary
