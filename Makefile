@@ -18,7 +18,7 @@ BUILD	= build
 SRC	= $(wildcard cgi-src/*.c)
 OBJ	= $(SRC:cgi-src/%.c=$(BUILD)/obj/%.o)
 # Pure modules the unit tests link against (no FastCGI, no servers).
-PURE	= buf valid query order route cache kv log config
+PURE	= buf valid query order route cache kv log config keys
 UNIT	= $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check test clean deps

@@ -7,12 +7,8 @@
 
 #include "clock.h"
 #include "handlers.h"
+#include "keys.h"
 #include "log.h"
-
-/* Every count may change with any write: one index drops them all. */
-static const struct cache_ns ns_counts = { "count", 1 };
-static const struct cache_ns ns_order = { "id", 0 };
-static const struct cache_ns *const written_orders[] = { &ns_counts };
 
 static const char *const cache_status_names[] = { "HIT", "MISS", "BYPASS" };
 
@@ -109,12 +105,9 @@ answer_cached(struct exchange *x, const struct cache_ns *ns, const char *id,
 static void
 invalidate_order(struct exchange *x, int32_t orderid)
 {
-	char id[16];
 	double t0 = clock_ms();
 
-	snprintf(id, sizeof(id), "%d", (int)orderid);
-	cache_invalidate(&x->app->cache, &ns_order, id, written_orders,
-	    sizeof(written_orders) / sizeof(written_orders[0]));
+	orders_invalidate_order(&x->app->cache, orderid);
 	x->resp->cache_ms += clock_ms() - t0;
 }
 
@@ -133,7 +126,7 @@ handle_count_orders(struct exchange *x)
 		http_error(x->resp, 400, "criteria too long");
 		return;
 	}
-	answer_cached(x, &ns_counts, key, load_count, &job);
+	answer_cached(x, &orders_ns_count, key, load_count, &job);
 }
 
 void
@@ -143,7 +136,7 @@ handle_get_order(struct exchange *x)
 	char id[16];
 
 	snprintf(id, sizeof(id), "%d", (int)x->id);
-	answer_cached(x, &ns_order, id, load_order, &job);
+	answer_cached(x, &orders_ns_order, id, load_order, &job);
 }
 
 void
