@@ -1,5 +1,6 @@
 #include "app.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "handlers.h"
@@ -28,6 +29,9 @@ app_init(struct app *app, const struct config *cfg)
 	app->cache.kv = app->kv;
 	app->cache.prefix = cfg->cache_prefix;
 	app->cache.ttl = cfg->cache_ttl;
+	app->cache.wait_ms = cfg->cache_wait_ms;
+	/* A filler may hold its lock as long as its statement may run. */
+	app->cache.lock_ms = cfg->statement_timeout_ms + 1000;
 	return 0;
 }
 
@@ -68,6 +72,24 @@ dispatch(struct app *app, FCGX_Request *fr, const struct request *req,
 	}
 }
 
+/*
+ * Tests only (ORDERS_TEST_HOOKS=1): "X-Test-Fill-Delay-Ms: N" holds this
+ * request's cache fill back N ms after its load, so a test can put a write
+ * in between and show that the fill then stores nothing.
+ */
+static int
+test_fill_delay(const struct app *app, char **envp)
+{
+	const char *v;
+	int ms;
+
+	if (!app->cfg->test_hooks ||
+	    (v = FCGX_GetParam("HTTP_X_TEST_FILL_DELAY_MS", envp)) == NULL)
+		return 0;
+	ms = atoi(v);
+	return ms > 0 && ms <= 5000 ? ms : 0;
+}
+
 void
 app_handle(struct app *app, FCGX_Request *fr)
 {
@@ -78,6 +100,7 @@ app_handle(struct app *app, FCGX_Request *fr)
 
 	http_response_reset(&resp);
 	status = http_request_parse(fr->envp, &req, err, sizeof(err));
+	app->cache.fill_delay_ms = test_fill_delay(app, fr->envp);
 	log_set_request_id(req.request_id);
 	if (status != 0)
 		http_error(&resp, status, err);

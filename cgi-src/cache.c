@@ -1,11 +1,46 @@
+/*
+ * The caching module. Why a fill can never store stale data, and why a
+ * cold key is loaded once:
+ *
+ * Generations. Every namespace has a generation counter in Redis
+ * (<prefix>gen:<ns>). A reader that missed reads the generation (in the
+ * lease script) *before* it queries Postgres; a writer, after its commit,
+ * moves the generation and deletes the keys, in one script. The fill
+ * script stores only if the generation is still the one the reader saw.
+ * If the reader's snapshot predates a write, that write commits after the
+ * snapshot, so its invalidation comes after the reader read the generation:
+ * either it runs before the fill (the generation moved: the fill stores
+ * nothing) or after it (it deletes what the fill stored). Both scripts are
+ * atomic in Redis, so there is no third order. Generations have no ttl and
+ * the eviction policy is volatile-*, so they are never evicted; a Redis
+ * restart empties the cache and resets them, which only makes fills refuse.
+ *
+ * Single flight. The lease script also takes a short lock for the key
+ * (SET NX PX) for the first reader; the others see it held and poll the
+ * key (with the lock) for up to CACHE_WAIT_MS: they take the value when it
+ * is stored, ask for the lease again if the holder gave up, and past the
+ * wait load it themselves (their fill is still guarded by the generation).
+ * So of N concurrent misses on one key, one queries Postgres.
+ */
 #include "cache.h"
 
 #include <stdio.h>
+#include <time.h>
 
 #include "clock.h"
 #include "log.h"
 
 #define MAX_INDEXES	4
+#define POLL_FIRST_MS	2
+#define POLL_MAX_MS	16
+
+/* The names of one entry's keys in Redis. */
+struct entry_keys {
+	char	key[CACHE_KEY_MAX];
+	char	index[CACHE_KEY_MAX];
+	char	gen[CACHE_KEY_MAX];
+	char	lock[CACHE_KEY_MAX];
+};
 
 static int
 fits(int n, size_t outlen)
@@ -29,41 +64,138 @@ cache_index_key(char *out, size_t outlen, const char *prefix,
 	    outlen);
 }
 
+int
+cache_gen_key(char *out, size_t outlen, const char *prefix,
+    const struct cache_ns *ns)
+{
+	return fits(snprintf(out, outlen, "%sgen:%s", prefix, ns->name),
+	    outlen);
+}
+
+static int
+entry_keys(struct entry_keys *k, const char *prefix,
+    const struct cache_ns *ns, const char *id)
+{
+	if (cache_key(k->key, sizeof(k->key), prefix, ns, id) == -1 ||
+	    cache_index_key(k->index, sizeof(k->index), prefix, ns) == -1 ||
+	    cache_gen_key(k->gen, sizeof(k->gen), prefix, ns) == -1 ||
+	    fits(snprintf(k->lock, sizeof(k->lock), "%slock:%s:%s", prefix,
+	    ns->name, id), sizeof(k->lock)) == -1)
+		return -1;
+	return 0;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Another client holds the lease: wait for its value until deadline.
+ * KV_OK (value in body), KV_MISS (it gave up: lease again), KV_BUSY (the
+ * wait is over), KV_DOWN.
+ */
+static enum kv_status
+wait_for_fill(struct cache *c, const struct entry_keys *k, struct buf *body,
+    double deadline)
+{
+	enum kv_status ks = KV_BUSY;
+	int step = POLL_FIRST_MS;
+
+	while (ks == KV_BUSY && clock_ms() < deadline) {
+		sleep_ms(step);
+		if (step < POLL_MAX_MS)
+			step *= 2;
+		ks = kv_peek(c->kv, k->key, k->lock, body);
+	}
+	return ks;
+}
+
+/*
+ * A miss: take the lease, or wait for whoever has it. KV_OK when the value
+ * came from the cache after all (in body), KV_LEASED / KV_BUSY when we are
+ * to load (t says with which generation, and whether we hold the lock),
+ * KV_DOWN.
+ */
+static enum kv_status
+lease_or_wait(struct cache *c, const struct entry_keys *k, struct buf *body,
+    struct kv_ticket *t, struct cache_result *res)
+{
+	double deadline = clock_ms() + c->wait_ms;
+	enum kv_status ks;
+
+	for (;;) {
+		ks = kv_lease(c->kv, k->key, k->gen, k->lock, c->lock_ms, body,
+		    t);
+		if (ks != KV_BUSY)
+			return ks;
+		res->waited = 1;
+		ks = wait_for_fill(c, k, body, deadline);
+		if (ks == KV_BUSY) {
+			log_debug("cache: waited %d ms for %s, loading it too",
+			    c->wait_ms, k->key);
+			return KV_BUSY;
+		}
+		if (ks != KV_MISS)
+			return ks;
+	}
+}
+
 enum cache_load
 cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
     cache_loader load, void *arg, struct buf *body, struct cache_result *res)
 {
-	char key[CACHE_KEY_MAX], index[CACHE_KEY_MAX];
+	struct entry_keys k;
+	struct kv_ticket t;
 	enum cache_load lr;
 	enum kv_status ks;
 	double t0, t1;
 
 	res->cache_ms = res->load_ms = 0;
-	if (cache_key(key, sizeof(key), c->prefix, ns, id) == -1 ||
-	    cache_index_key(index, sizeof(index), c->prefix, ns) == -1) {
+	res->waited = res->stored = 0;
+	res->status = CACHE_BYPASS;
+	if (entry_keys(&k, c->prefix, ns, id) == -1) {
 		log_error("cache: key too long for %s", ns->name);
 		return LOAD_ERROR;
 	}
 	t0 = clock_ms();
-	ks = kv_get(c->kv, key, body);
+	ks = kv_get(c->kv, k.key, body);
+	if (ks == KV_MISS)
+		ks = lease_or_wait(c, &k, body, &t, res);
 	res->cache_ms = clock_ms() - t0;
 	if (ks == KV_OK) {
 		res->status = CACHE_HIT;
 		return LOAD_OK;
 	}
-	res->status = ks == KV_MISS ? CACHE_MISS : CACHE_BYPASS;
+	if (ks != KV_DOWN)
+		res->status = CACHE_MISS;
 	buf_reset(body);
 	t0 = clock_ms();
 	lr = load(arg, body);
 	t1 = clock_ms();
 	res->load_ms = t1 - t0;
-	if (lr != LOAD_OK || res->status == CACHE_BYPASS)
+	if (res->status == CACHE_BYPASS)
 		return lr;
-	if (kv_fill(c->kv, key, body->data, body->len, c->ttl,
-	    ns->indexed ? index : NULL) != KV_OK)
-		res->status = CACHE_BYPASS;
+	if (lr != LOAD_OK) {
+		kv_release(c->kv, k.lock, &t);
+	} else {
+		if (c->fill_delay_ms > 0)	/* tests only: widen the race */
+			sleep_ms(c->fill_delay_ms);
+		ks = kv_fill(c->kv, k.key, body->data, body->len, c->ttl,
+		    ns->indexed ? k.index : NULL, k.gen, k.lock, &t);
+		if (ks == KV_OK)
+			res->stored = 1;
+		else if (ks == KV_STALE)
+			log_debug("cache: %s changed while loading, not stored",
+			    k.key);
+		else
+			res->status = CACHE_BYPASS;
+	}
 	res->cache_ms += clock_ms() - t1;
-	return LOAD_OK;
+	return lr;
 }
 
 int
@@ -71,23 +203,35 @@ cache_invalidate(struct cache *c, const struct cache_ns *ns, const char *id,
     const struct cache_ns *const *all, int nall)
 {
 	char key[CACHE_KEY_MAX], indexes[MAX_INDEXES][CACHE_KEY_MAX];
-	const char *keys[1], *idx[MAX_INDEXES];
-	int nkeys = 0, i;
+	char gens[MAX_INDEXES + 1][CACHE_KEY_MAX];
+	const char *keys[1], *idx[MAX_INDEXES], *gen[MAX_INDEXES + 1];
+	int nkeys = 0, ngens = 0, i;
 
 	if (nall > MAX_INDEXES)
 		return -1;
 	if (ns != NULL) {
-		if (cache_key(key, sizeof(key), c->prefix, ns, id) == -1)
+		if (cache_key(key, sizeof(key), c->prefix, ns, id) == -1 ||
+		    cache_gen_key(gens[ngens], sizeof(gens[ngens]), c->prefix,
+		    ns) == -1)
 			return -1;
 		keys[nkeys++] = key;
+		gen[ngens] = gens[ngens];
+		ngens++;
 	}
 	for (i = 0; i < nall; i++) {
 		if (cache_index_key(indexes[i], sizeof(indexes[i]), c->prefix,
 		    all[i]) == -1)
 			return -1;
 		idx[i] = indexes[i];
+		if (all[i] == ns)
+			continue;	/* its generation moves already */
+		if (cache_gen_key(gens[ngens], sizeof(gens[ngens]), c->prefix,
+		    all[i]) == -1)
+			return -1;
+		gen[ngens] = gens[ngens];
+		ngens++;
 	}
-	if (kv_invalidate(c->kv, keys, nkeys, idx, nall) == KV_OK)
+	if (kv_invalidate(c->kv, keys, nkeys, idx, nall, gen, ngens) == KV_OK)
 		return 0;
 	log_error("cache: invalidation failed; entries may stay stale until "
 	    "their ttl (%d s)", c->ttl);

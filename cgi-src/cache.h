@@ -9,6 +9,9 @@
  * orders:id:17. A namespace whose entries must all go at once (every count
  * changes with any write) is "indexed": each of its keys is also recorded in
  * the set <prefix>index:<namespace>, so no KEYS or SCAN is ever needed.
+ * Beside them: <prefix>gen:<namespace>, a counter every invalidation
+ * moves, and <prefix>lock:<namespace>:<id>, held briefly by the one reader
+ * that fills a cold entry (cache.c says why these make fills safe).
  */
 #ifndef ORDERS_CACHE_H
 #define ORDERS_CACHE_H
@@ -33,13 +36,18 @@ struct cache_ns {
 struct cache {
 	struct kv	*kv;		/* borrowed */
 	const char	*prefix;	/* borrowed */
-	int		 ttl;
+	int		 ttl;		/* seconds an entry lives */
+	int		 wait_ms;	/* longest wait for another's fill */
+	int		 lock_ms;	/* how long a filler's lock holds */
+	int		 fill_delay_ms;	/* tests only: pause before a fill */
 };
 
 struct cache_result {
 	enum cache_status status;
 	double		 cache_ms;	/* time spent on Redis */
 	double		 load_ms;	/* time spent in the loader */
+	int		 waited;	/* waited for another's fill */
+	int		 stored;	/* this read filled the entry */
 };
 
 /* Appends the body of a LOAD_OK answer to body. */
@@ -53,9 +61,15 @@ int cache_key(char *out, size_t outlen, const char *prefix,
 int cache_index_key(char *out, size_t outlen, const char *prefix,
     const struct cache_ns *ns);
 
+/* <prefix>gen:<ns>; the length, or -1 if it does not fit. */
+int cache_gen_key(char *out, size_t outlen, const char *prefix,
+    const struct cache_ns *ns);
+
 /*
  * The answer for <ns>:<id> into body: from Redis, else from load(arg)
- * (stored on LOAD_OK). res says which and where the time went.
+ * (stored on LOAD_OK, unless a write came meanwhile). Of concurrent misses
+ * on one entry, one loads while the others wait up to wait_ms for it. res
+ * says which and where the time went.
  */
 enum cache_load cache_read(struct cache *c, const struct cache_ns *ns,
     const char *id, cache_loader load, void *arg, struct buf *body,

@@ -53,7 +53,11 @@ config_load(struct config *cfg, char *err, size_t errlen)
 	    env_int("REDIS_TIMEOUT_MS", 100, 1, 10000, &cfg->redis_timeout_ms,
 	    err, errlen) == -1 ||
 	    env_int("STATEMENT_TIMEOUT_MS", 5000, 100, 600000,
-	    &cfg->statement_timeout_ms, err, errlen) == -1)
+	    &cfg->statement_timeout_ms, err, errlen) == -1 ||
+	    env_int("CACHE_WAIT_MS", 500, 0, 60000, &cfg->cache_wait_ms, err,
+	    errlen) == -1 ||
+	    env_int("ORDERS_TEST_HOOKS", 0, 0, 1, &cfg->test_hooks, err,
+	    errlen) == -1)
 		return -1;
 	cfg->cache_prefix = env_or("CACHE_PREFIX", "orders:");
 	if (strlen(cfg->cache_prefix) > CACHE_PREFIX_MAX) {

@@ -19,6 +19,8 @@ struct config {
 	const char	*cache_prefix;
 	int		 redis_timeout_ms;	/* connect and each command */
 	int		 statement_timeout_ms;
+	int		 cache_wait_ms;		/* single flight: longest wait */
+	int		 test_hooks;	/* ORDERS_TEST_HOOKS=1: tests only */
 	enum log_level	 log_level;
 };
 

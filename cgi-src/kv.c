@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -12,44 +13,89 @@
 #include "valid.h"
 
 #define RETRY_AFTER_MS	1000
-#define MAX_SCRIPT_KEYS	16
+#define MAX_SCRIPT_ITEMS	16
+
+
+enum script { SCRIPT_LEASE, SCRIPT_FILL, SCRIPT_RELEASE, SCRIPT_INVALIDATE,
+	NSCRIPTS };
+
+static const struct {
+	const char	*name;
+	const char	*source;
+} scripts[NSCRIPTS] = {
+	/*
+	 * KEYS: entry, generation, lock. ARGV: token, lock ms.
+	 * {1, value} when the entry is there after all; else {2, generation}
+	 * with the lock taken for us, or {3, generation} when another client
+	 * holds it.
+	 */
+	[SCRIPT_LEASE] = { "lease",
+	    "local v = redis.call('GET', KEYS[1])\n"
+	    "if v then return {1, v} end\n"
+	    "local g = redis.call('GET', KEYS[2]) or ''\n"
+	    "if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
+	    "  return {2, g}\n"
+	    "end\n"
+	    "return {3, g}\n" },
+	/*
+	 * KEYS: entry, generation, lock, [index]. ARGV: value, ttl, the
+	 * generation seen before loading, token. Releases our lock; stores
+	 * only if the generation has not moved (1), else nothing (0). The
+	 * index has no ttl, so the eviction policy (volatile-*) never drops
+	 * it while members live; two random members are checked per fill and
+	 * removed once expired, which keeps it near the live set's size.
+	 */
+	[SCRIPT_FILL] = { "fill",
+	    "if redis.call('GET', KEYS[3]) == ARGV[4] then\n"
+	    "  redis.call('DEL', KEYS[3])\n"
+	    "end\n"
+	    "if (redis.call('GET', KEYS[2]) or '') ~= ARGV[3] then return 0 end\n"
+	    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
+	    "if KEYS[4] then\n"
+	    "  for _, m in ipairs(redis.call('SRANDMEMBER', KEYS[4], 2)) do\n"
+	    "    if redis.call('EXISTS', m) == 0 then\n"
+	    "      redis.call('SREM', KEYS[4], m)\n"
+	    "    end\n"
+	    "  end\n"
+	    "  redis.call('SADD', KEYS[4], KEYS[1])\n"
+	    "end\n"
+	    "return 1\n" },
+	/* KEYS: lock. ARGV: token. */
+	[SCRIPT_RELEASE] = { "release",
+	    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+	    "  return redis.call('DEL', KEYS[1])\n"
+	    "end\n"
+	    "return 0\n" },
+	/*
+	 * KEYS: ARGV[1] plain keys, ARGV[2] indexes, then generations.
+	 * Moves every generation first, so no fill that loaded before this
+	 * can store afterwards, then deletes the keys and every member of the
+	 * indexes.
+	 */
+	[SCRIPT_INVALIDATE] = { "invalidate",
+	    "local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+	    "for i = n + m + 1, #KEYS do redis.call('INCR', KEYS[i]) end\n"
+	    "local deleted = 0\n"
+	    "for i = 1, n do deleted = deleted + redis.call('DEL', KEYS[i]) end\n"
+	    "for i = n + 1, n + m do\n"
+	    "  local members = redis.call('SMEMBERS', KEYS[i])\n"
+	    "  for j = 1, #members, 500 do\n"
+	    "    deleted = deleted + redis.call('DEL',\n"
+	    "      unpack(members, j, math.min(j + 499, #members)))\n"
+	    "  end\n"
+	    "  redis.call('DEL', KEYS[i])\n"
+	    "end\n"
+	    "return deleted\n" },
+};
 
 struct kv {
 	const struct kv_url	*url;		/* borrowed */
 	struct timeval		 timeout;
 	redisContext		*ctx;		/* NULL while disconnected */
 	long long		 retry_at_ms;	/* no connect attempt before */
-	char			 fill_sha[41];
-	char			 inval_sha[41];
+	char			 sha[NSCRIPTS][41];
+	unsigned long		 tokens;	/* lease tokens handed out */
 };
-
-/*
- * KEYS[1] the entry, KEYS[2] (optional) the index; ARGV[1] the value,
- * ARGV[2] the ttl. The index outlives every member: its ttl is renewed to
- * the full ttl by each fill.
- */
-static const char FILL_SCRIPT[] =
-    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
-    "if KEYS[2] then\n"
-    "  redis.call('SADD', KEYS[2], KEYS[1])\n"
-    "  redis.call('EXPIRE', KEYS[2], ARGV[2])\n"
-    "end\n"
-    "return 1\n";
-
-/* KEYS: ARGV[1] plain keys, then indexes whose members go too. */
-static const char INVALIDATE_SCRIPT[] =
-    "local n = tonumber(ARGV[1])\n"
-    "local deleted = 0\n"
-    "for i = 1, n do deleted = deleted + redis.call('DEL', KEYS[i]) end\n"
-    "for i = n + 1, #KEYS do\n"
-    "  local members = redis.call('SMEMBERS', KEYS[i])\n"
-    "  for j = 1, #members, 500 do\n"
-    "    deleted = deleted + redis.call('DEL',\n"
-    "      unpack(members, j, math.min(j + 499, #members)))\n"
-    "  end\n"
-    "  redis.call('DEL', KEYS[i])\n"
-    "end\n"
-    "return deleted\n";
 
 static int
 parse_int(const char *s, size_t len, int lo, int hi, int *out)
@@ -240,16 +286,17 @@ reply_ok(const redisReply *r)
 	return r != NULL && r->type != REDIS_REPLY_ERROR;
 }
 
+
 static int
-kv_load_script(struct kv *kv, const char *script, char *sha)
+kv_load_script(struct kv *kv, enum script s)
 {
-	const char *argv[] = { "SCRIPT", "LOAD", script };
+	const char *argv[] = { "SCRIPT", "LOAD", scripts[s].source };
 	redisReply *r;
 	int rc = -1;
 
 	r = kv_command(kv, 3, argv, NULL);
 	if (r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40) {
-		memcpy(sha, r->str, 41);
+		memcpy(kv->sha[s], r->str, 41);
 		rc = 0;
 	}
 	freeReplyObject(r);
@@ -263,7 +310,7 @@ kv_handshake(struct kv *kv)
 	const char *argv[3];
 	char db[8];
 	redisReply *r;
-	int ok;
+	int ok, s;
 
 	if (u->password[0] != '\0') {
 		argv[0] = "AUTH";
@@ -285,9 +332,9 @@ kv_handshake(struct kv *kv)
 		if (!ok)
 			return -1;
 	}
-	if (kv_load_script(kv, FILL_SCRIPT, kv->fill_sha) == -1 ||
-	    kv_load_script(kv, INVALIDATE_SCRIPT, kv->inval_sha) == -1)
-		return -1;
+	for (s = 0; s < NSCRIPTS; s++)
+		if (kv_load_script(kv, (enum script)s) == -1)
+			return -1;
 	return 0;
 }
 
@@ -339,37 +386,122 @@ kv_get(struct kv *kv, const char *key, struct buf *out)
 }
 
 /*
- * EVALSHA, and EVAL when Redis lost the script (SCRIPT FLUSH, a restart
- * between our connect and now). argv[0] and argv[1] are filled in here.
+ * Runs script s with nkeys keys and nargs arguments (keys first, then
+ * arguments): EVALSHA, and EVAL when Redis lost the script (SCRIPT FLUSH,
+ * a restart between our connect and now). On KV_OK *reply is Redis's
+ * answer, which the caller frees.
  */
 static enum kv_status
-kv_eval(struct kv *kv, const char *sha, const char *script, int argc,
-    const char **argv, size_t *lens, const char *what)
+kv_eval(struct kv *kv, enum script s, int nkeys, int nargs,
+    const char *const *items, const size_t *itemlens, redisReply **reply)
 {
-	enum kv_status st = KV_OK;
+	const char *argv[MAX_SCRIPT_ITEMS + 3];
+	size_t lens[MAX_SCRIPT_ITEMS + 3];
+	char numkeys[16];
 	redisReply *r;
+	int i, argc;
 
+	*reply = NULL;
+	if (nkeys + nargs > MAX_SCRIPT_ITEMS || kv_ensure(kv) == -1)
+		return KV_DOWN;
+	snprintf(numkeys, sizeof(numkeys), "%d", nkeys);
 	argv[0] = "EVALSHA";
-	argv[1] = sha;
 	lens[0] = 7;
+	argv[1] = kv->sha[s];
 	lens[1] = 40;
+	argv[2] = numkeys;
+	lens[2] = strlen(numkeys);
+	for (i = 0, argc = 3; i < nkeys + nargs; i++, argc++) {
+		argv[argc] = items[i];
+		lens[argc] = itemlens ? itemlens[i] : strlen(items[i]);
+	}
 	if ((r = kv_command(kv, argc, argv, lens)) == NULL)
-		return kv_fail(kv, what);
+		return kv_fail(kv, scripts[s].name);
 	if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
 		freeReplyObject(r);
 		argv[0] = "EVAL";
-		argv[1] = script;
 		lens[0] = 4;
-		lens[1] = strlen(script);
+		argv[1] = scripts[s].source;
+		lens[1] = strlen(scripts[s].source);
 		if ((r = kv_command(kv, argc, argv, lens)) == NULL)
-			return kv_fail(kv, what);
+			return kv_fail(kv, scripts[s].name);
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		char msg[128];
 
-		log_warn("redis: %s: %s", what, log_safe(msg, sizeof(msg),
-		    r->str));
-		st = KV_DOWN;
+		log_warn("redis: %s: %s", scripts[s].name, log_safe(msg,
+		    sizeof(msg), r->str));
+		freeReplyObject(r);
+		return KV_DOWN;
+	}
+	*reply = r;
+	return KV_OK;
+}
+
+static int
+copy_bulk(char *dst, size_t len, const redisReply *r)
+{
+	if (r->type != REDIS_REPLY_STRING || r->len >= len)
+		return -1;
+	memcpy(dst, r->str, r->len);
+	dst[r->len] = '\0';
+	return 0;
+}
+
+enum kv_status
+kv_lease(struct kv *kv, const char *key, const char *gen_key,
+    const char *lock_key, int lock_ms, struct buf *out, struct kv_ticket *t)
+{
+	const char *items[5];
+	char ms[16];
+	redisReply *r, *e0, *e1;
+	enum kv_status st;
+
+	memset(t, 0, sizeof(*t));
+	snprintf(t->token, sizeof(t->token), "%ld.%lu", (long)getpid(),
+	    ++kv->tokens);
+	snprintf(ms, sizeof(ms), "%d", lock_ms);
+	items[0] = key;
+	items[1] = gen_key;
+	items[2] = lock_key;
+	items[3] = t->token;
+	items[4] = ms;
+	if ((st = kv_eval(kv, SCRIPT_LEASE, 3, 2, items, NULL, &r)) != KV_OK)
+		return st;
+	st = KV_DOWN;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    (e0 = r->element[0])->type == REDIS_REPLY_INTEGER) {
+		e1 = r->element[1];
+		if (e0->integer == 1 && e1->type == REDIS_REPLY_STRING)
+			st = buf_append(out, e1->str, e1->len) == 0 ?
+			    KV_OK : KV_DOWN;
+		else if (copy_bulk(t->gen, sizeof(t->gen), e1) == 0) {
+			t->leased = e0->integer == 2;
+			st = t->leased ? KV_LEASED : KV_BUSY;
+		}
+	}
+	freeReplyObject(r);
+	return st;
+}
+
+enum kv_status
+kv_peek(struct kv *kv, const char *key, const char *lock_key, struct buf *out)
+{
+	const char *argv[] = { "MGET", key, lock_key };
+	enum kv_status st = KV_DOWN;
+	redisReply *r;
+
+	if (kv_ensure(kv) == -1)
+		return KV_DOWN;
+	if ((r = kv_command(kv, 3, argv, NULL)) == NULL)
+		return kv_fail(kv, "MGET");
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+		if (r->element[0]->type == REDIS_REPLY_STRING)
+			st = buf_append(out, r->element[0]->str,
+			    r->element[0]->len) == 0 ? KV_OK : KV_DOWN;
+		else
+			st = r->element[1]->type == REDIS_REPLY_STRING ?
+			    KV_BUSY : KV_MISS;
 	}
 	freeReplyObject(r);
 	return st;
@@ -377,61 +509,76 @@ kv_eval(struct kv *kv, const char *sha, const char *script, int argc,
 
 enum kv_status
 kv_fill(struct kv *kv, const char *key, const char *value, size_t len,
-    int ttl, const char *index)
+    int ttl, const char *index, const char *gen_key, const char *lock_key,
+    const struct kv_ticket *t)
 {
-	const char *argv[7];
-	size_t lens[7];
+	const char *items[8];
+	size_t lens[8];
 	char ttlbuf[16];
-	int argc = 0;
+	int nkeys = 0, n, i;
+	redisReply *r;
+	enum kv_status st;
 
-	if (kv_ensure(kv) == -1)
-		return KV_DOWN;
 	snprintf(ttlbuf, sizeof(ttlbuf), "%d", ttl);
-	argc = 2;
-	argv[argc] = index ? "2" : "1";
-	lens[argc++] = 1;
-	argv[argc] = key;
-	lens[argc++] = strlen(key);
-	if (index != NULL) {
-		argv[argc] = index;
-		lens[argc++] = strlen(index);
-	}
-	argv[argc] = value;
-	lens[argc++] = len;
-	argv[argc] = ttlbuf;
-	lens[argc++] = strlen(ttlbuf);
-	return kv_eval(kv, kv->fill_sha, FILL_SCRIPT, argc, argv, lens,
-	    "fill");
+	items[nkeys++] = key;
+	items[nkeys++] = gen_key;
+	items[nkeys++] = lock_key;
+	if (index != NULL)
+		items[nkeys++] = index;
+	n = nkeys;
+	items[n++] = value;
+	items[n++] = ttlbuf;
+	items[n++] = t->gen;
+	items[n++] = t->token;
+	for (i = 0; i < n; i++)
+		lens[i] = items[i] == value ? len : strlen(items[i]);
+	if ((st = kv_eval(kv, SCRIPT_FILL, nkeys, n - nkeys, items, lens,
+	    &r)) != KV_OK)
+		return st;
+	st = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? KV_OK :
+	    KV_STALE;
+	freeReplyObject(r);
+	return st;
+}
+
+enum kv_status
+kv_release(struct kv *kv, const char *lock_key, const struct kv_ticket *t)
+{
+	const char *items[] = { lock_key, t->token };
+	redisReply *r;
+	enum kv_status st;
+
+	if (!t->leased)
+		return KV_OK;
+	if ((st = kv_eval(kv, SCRIPT_RELEASE, 1, 1, items, NULL, &r)) == KV_OK)
+		freeReplyObject(r);
+	return st;
 }
 
 enum kv_status
 kv_invalidate(struct kv *kv, const char *const *keys, int nkeys,
-    const char *const *indexes, int nindexes)
+    const char *const *indexes, int nindexes, const char *const *gens,
+    int ngens)
 {
-	const char *argv[MAX_SCRIPT_KEYS + 4];
-	size_t lens[MAX_SCRIPT_KEYS + 4];
-	char numkeys[16], nplain[16];
-	int argc = 2, i;
-
+	const char *items[MAX_SCRIPT_ITEMS];
+	char nplain[16], nidx[16];
 	enum kv_status st = KV_DOWN;
-	int attempt;
+	redisReply *r;
+	int n = 0, i, attempt;
 
-	if (nkeys + nindexes > MAX_SCRIPT_KEYS || nkeys < 0 || nindexes < 0)
+	if (nkeys < 0 || nindexes < 0 || ngens < 0 ||
+	    nkeys + nindexes + ngens + 2 > MAX_SCRIPT_ITEMS)
 		return KV_DOWN;
-	snprintf(numkeys, sizeof(numkeys), "%d", nkeys + nindexes);
+	for (i = 0; i < nkeys; i++)
+		items[n++] = keys[i];
+	for (i = 0; i < nindexes; i++)
+		items[n++] = indexes[i];
+	for (i = 0; i < ngens; i++)
+		items[n++] = gens[i];
 	snprintf(nplain, sizeof(nplain), "%d", nkeys);
-	argv[argc] = numkeys;
-	lens[argc++] = strlen(numkeys);
-	for (i = 0; i < nkeys; i++) {
-		argv[argc] = keys[i];
-		lens[argc++] = strlen(keys[i]);
-	}
-	for (i = 0; i < nindexes; i++) {
-		argv[argc] = indexes[i];
-		lens[argc++] = strlen(indexes[i]);
-	}
-	argv[argc] = nplain;
-	lens[argc++] = strlen(nplain);
+	snprintf(nidx, sizeof(nidx), "%d", nindexes);
+	items[n++] = nplain;
+	items[n++] = nidx;
 	/*
 	 * A write's invalidation is worth a second connection attempt, even
 	 * inside the pause after a failure: a stale entry is worse than a
@@ -440,11 +587,10 @@ kv_invalidate(struct kv *kv, const char *const *keys, int nkeys,
 	for (attempt = 0; attempt < 2 && st == KV_DOWN; attempt++) {
 		if (attempt == 1)
 			kv->retry_at_ms = 0;
-		if (kv_ensure(kv) == -1)
-			continue;
-		st = kv_eval(kv, kv->inval_sha, INVALIDATE_SCRIPT, argc, argv,
-		    lens, "invalidate");
-		if (kv->ctx != NULL)
+		st = kv_eval(kv, SCRIPT_INVALIDATE, n - 2, 2, items, NULL, &r);
+		if (st == KV_OK)
+			freeReplyObject(r);
+		else if (kv->ctx != NULL)
 			break;	/* Redis answered, with an error: no retry */
 	}
 	return st;
@@ -465,3 +611,4 @@ kv_ping(struct kv *kv)
 	freeReplyObject(r);
 	return ok ? KV_OK : KV_DOWN;
 }
+

@@ -1,7 +1,8 @@
 /*
  * The Redis layer: one connection per worker with short connect and command
  * timeouts, a pause of a second after a failure before it tries again, and
- * the two scripts the cache needs. Knows nothing of Postgres, HTTP or JSON.
+ * the scripts the cache needs (lease, fill, release, invalidate), each one
+ * atomic step in Redis. Knows nothing of Postgres, HTTP or JSON.
  */
 #ifndef ORDERS_KV_H
 #define ORDERS_KV_H
@@ -23,7 +24,20 @@ struct kv_url {
 enum kv_status {
 	KV_OK,
 	KV_MISS,	/* no such key */
-	KV_DOWN		/* Redis unreachable, slow or refusing: go without it */
+	KV_DOWN,	/* Redis unreachable, slow or refusing: go without it */
+	KV_LEASED,	/* kv_lease: ours to fill */
+	KV_BUSY,	/* kv_lease, kv_peek: another client is filling */
+	KV_STALE	/* kv_fill: a write came first; nothing stored */
+};
+
+/*
+ * What kv_lease hands a filler: the generation it saw before loading, and
+ * the lock token if it holds the lock.
+ */
+struct kv_ticket {
+	char	gen[24];
+	char	token[32];
+	int	leased;
 };
 
 /*
@@ -41,19 +55,42 @@ void kv_free(struct kv *kv);	/* NULL-safe */
 enum kv_status kv_get(struct kv *kv, const char *key, struct buf *out);
 
 /*
- * Stores value under key for ttl seconds and, when index is not NULL,
- * records key in the set index in the same atomic step (so an invalidation
- * of the index can never miss it).
+ * After a miss on key: KV_OK with the value in out if it was stored in the
+ * meantime; else the generation now in gen_key goes into t, and the lock
+ * lock_key (for lock_ms) is ours (KV_LEASED) or another's (KV_BUSY).
  */
-enum kv_status kv_fill(struct kv *kv, const char *key, const char *value,
-    size_t len, int ttl, const char *index);
+enum kv_status kv_lease(struct kv *kv, const char *key, const char *gen_key,
+    const char *lock_key, int lock_ms, struct buf *out, struct kv_ticket *t);
 
 /*
- * Deletes keys[0..nkeys) and every key recorded in indexes[0..nindexes),
- * with the indexes themselves, in one atomic step.
+ * While another client fills key: the value (KV_OK, in out), still being
+ * filled (KV_BUSY), or neither (KV_MISS: the filler gave up or could not
+ * store; ask for the lease again).
+ */
+enum kv_status kv_peek(struct kv *kv, const char *key, const char *lock_key,
+    struct buf *out);
+
+/*
+ * Stores value under key for ttl seconds, and records key in the set index
+ * (if not NULL), in one atomic step, but only if gen_key still holds the
+ * generation in t (else KV_STALE: a write came after t was handed out).
+ * Releases t's lock either way.
+ */
+enum kv_status kv_fill(struct kv *kv, const char *key, const char *value,
+    size_t len, int ttl, const char *index, const char *gen_key,
+    const char *lock_key, const struct kv_ticket *t);
+
+/* Releases t's lock (if it holds it) without storing anything. */
+enum kv_status kv_release(struct kv *kv, const char *lock_key,
+    const struct kv_ticket *t);
+
+/*
+ * Moves every generation in gens, then deletes keys and every key recorded
+ * in indexes, with the indexes themselves: one atomic step.
  */
 enum kv_status kv_invalidate(struct kv *kv, const char *const *keys,
-    int nkeys, const char *const *indexes, int nindexes);
+    int nkeys, const char *const *indexes, int nindexes,
+    const char *const *gens, int ngens);
 
 enum kv_status kv_ping(struct kv *kv);
 

@@ -250,7 +250,7 @@ main() {
   }
   note "stack in $T, nginx on 127.0.0.1:$port"
 
-  export STATE_DIR=$T/state PORT=$port WORKERS=2 CACHE_TTL=5 CACHE_PREFIX=orders: ORDERS_ROWS=12000
+  export STATE_DIR=$T/state PORT=$port WORKERS=2 CACHE_TTL=5 CACHE_PREFIX=orders: ORDERS_ROWS=12000 ORDERS_TEST_HOOKS=1
   unset DATABASE_URL REDIS_URL
   local rc=0 started=$SECONDS
   run_detached "$T/deploy.log" timeout -k 10 "$DEPLOY_TIMEOUT" ./deploy.sh || rc=$?

@@ -1,0 +1,127 @@
+#!/usr/bin/env bats
+# Never stale, never stampeded (issue 3): a fill that loaded before a write
+# stores nothing after it; of many concurrent misses on one key, one loads.
+# The stack runs with ORDERS_TEST_HOOKS=1, which lets a request hold its
+# cache fill back ("X-Test-Fill-Delay-Ms") to make the race happen on cue.
+
+load helpers
+
+teardown_file() {
+  n=$(worker_pids | wc -l)
+  if [[ $n != "$WORKERS" ]]; then
+    deploy_sh scale "$WORKERS" || true
+  fi
+}
+
+eight_workers() { [[ $(worker_pids | wc -l) == 8 ]]; }
+
+# get_count_bg FILE CRITERIA [curl args]: GET /orders/count in the background
+# ($! is its pid: wait for that, never for every job, bats has its own),
+# "status x-cache body" into FILE.
+get_count_bg() {
+  local out=$1 qs=$2
+  shift 2
+  (
+    curl -s -D "$out.h" -o "$out.b" -w '%{http_code}' --max-time 15 "$@" \
+      "$BASE/orders/count?$qs" >"$out.s"
+    printf '%s %s %s\n' "$(cat "$out.s")" \
+      "$(tr -d '\r' <"$out.h" | awk -F': ' 'tolower($1) == "x-cache" {print $2}')" \
+      "$(cat "$out.b")" >"$out"
+  ) &
+}
+
+@test "stale-set race: a read that loaded before a POST, and fills after it, stores nothing" {
+  c=$(fresh_customer)
+  key=$(ckey "count:customerid=$c")
+  f=$BATS_TEST_TMPDIR/slow
+  # The reader loads count 0 now and holds its fill back 1.5 s.
+  get_count_bg "$f" "customerid=$c" -H 'X-Test-Fill-Delay-Ms: 1500'
+  reader=$!
+  sleep 0.5
+  # Meanwhile a write commits and invalidates.
+  post_json "{\"customerid\": $c, \"netamount\": 5, \"tax\": 0.5}"
+  assert_status 201
+  wait "$reader"
+  read -r st cache rbody <"$f"
+  assert_eq "the slow reader's status" 200 "$st"
+  assert_eq "the slow reader's X-Cache" MISS "$cache"
+  assert_eq "the slow reader's count (its snapshot predates the POST)" '{"count":0}' "$rbody"
+  # Its fill came after the invalidation: it must not have stored count 0.
+  stored=$(rcli GET "$key")
+  [[ $stored != '{"count":0}' ]] || flunk "the stale count 0 was stored under $key after the write"
+  req GET "/orders/count?customerid=$c"
+  assert_count_is 1
+}
+
+@test "stale-set race: a read that loaded before a DELETE of a cached order stores nothing" {
+  c=$(fresh_customer)
+  post_json "{\"customerid\": $c, \"netamount\": 5, \"tax\": 0.5}"
+  assert_status 201
+  id=$(jq -r .orderid <<<"$body")
+  key=$(ckey "id:$id")
+  rdel "$key"
+  f=$BATS_TEST_TMPDIR/slow
+  (curl -s -o "$f" --max-time 15 -H 'X-Test-Fill-Delay-Ms: 1500' "$BASE/orders/$id") &
+  reader=$!
+  sleep 0.5
+  req DELETE "/orders/$id"
+  assert_status 204
+  wait "$reader"
+  assert_eq "the slow reader's order id" "$id" "$(jq -r .orderid <"$f")"
+  run rcli EXISTS "$key"
+  assert_eq "EXISTS $key after the DELETE" 0 "$output"
+  req GET "/orders/$id"
+  assert_status 404
+}
+
+@test "single flight: 48 concurrent cold requests on one key, 8 workers: one loads from Postgres, 47 wait for it" {
+  deploy_sh scale 8 || flunk "scale 8 failed" "$(cat "$deploy_log")"
+  wait_for 10 eight_workers || flunk "8 workers did not come up"
+  c=$(fresh_customer)
+  post_json "{\"customerid\": $c, \"netamount\": 5, \"tax\": 0.5}"
+  assert_status 201
+  d=$BATS_TEST_TMPDIR/sf
+  mkdir -p "$d"
+  # Every request holds its fill 300 ms, so without single flight each of
+  # the 8 workers would miss and load.
+  pids=()
+  for i in $(seq 1 48); do
+    get_count_bg "$d/$i" "customerid=$c" -H 'X-Test-Fill-Delay-Ms: 300'
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  misses=0 hits=0
+  for i in $(seq 1 48); do
+    read -r st cache rbody <"$d/$i"
+    assert_eq "request $i status" 200 "$st"
+    assert_eq "request $i body" '{"count":1}' "$rbody"
+    case $cache in
+    MISS) misses=$((misses + 1)) ;;
+    HIT) hits=$((hits + 1)) ;;
+    *) flunk "request $i: X-Cache '$cache'" ;;
+    esac
+  done
+  assert_eq "requests that loaded from Postgres (X-Cache: MISS) of 48" 1 "$misses"
+  assert_eq "requests answered from the cache (X-Cache: HIT) of 48" 47 "$hits"
+}
+
+@test "single flight is bounded: when the filler is slower than CACHE_WAIT_MS, the others load themselves, all correct" {
+  c=$(fresh_customer)
+  d=$BATS_TEST_TMPDIR/slowfill
+  mkdir -p "$d"
+  start=$SECONDS
+  # The fill is held 2 s, beyond the 500 ms the others wait.
+  pids=()
+  for i in 1 2 3 4; do
+    get_count_bg "$d/$i" "customerid=$c" -H 'X-Test-Fill-Delay-Ms: 2000'
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  elapsed=$((SECONDS - start))
+  for i in 1 2 3 4; do
+    read -r st cache rbody <"$d/$i"
+    assert_eq "request $i status" 200 "$st"
+    assert_eq "request $i body" '{"count":0}' "$rbody"
+  done
+  ((elapsed < 9)) || flunk "4 requests took ${elapsed}s: the wait is not bounded"
+}
