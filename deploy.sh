@@ -583,6 +583,30 @@ pg_load_local() {
 	fi
 }
 
+# The triggers that announce every committed write to orders (NOTIFY
+# orders_changed) to the invalidator.  sql/triggers.sql is idempotent and
+# one transaction, so it is applied on every start: an edit of it reaches a
+# running database with the next ./deploy.sh.  Its NOTICEs ("trigger ...
+# does not exist, skipping" the first time) are noise.
+pg_triggers_local() {
+	PGOPTIONS='-c client_min_messages=warning' \
+		psql_admin -d orders -f "$REPO/sql/triggers.sql" ||
+		die "postgres: cannot apply sql/triggers.sql"
+}
+
+# pg_triggers_external: the same, as DATABASE_URL's user, which needs to own
+# the table (or hold TRIGGER on it) and may create in its schema.  Without
+# that, the service still runs; only writes made behind its back stay
+# cached until their TTL, as they did before the invalidator.
+pg_triggers_external() {
+	if ! PGOPTIONS='-c client_min_messages=warning' \
+		psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -f "$REPO/sql/triggers.sql"; then
+		warn "postgres (external): cannot apply sql/triggers.sql as DATABASE_URL's user;"
+		warn "  writes made outside the service stay cached until CACHE_TTL.  Have the"
+		warn "  table's owner run: psql \"\$DATABASE_URL\" -f sql/triggers.sql"
+	fi
+}
+
 # pg_load_external: schema and data into the user's database when it has no
 # orders table; roles are the user's business there.
 pg_load_external() {
@@ -1052,9 +1076,11 @@ cmd_up() {
 		pg_init
 		pg_start
 		pg_load_local
+		pg_triggers_local
 	else
 		msg "postgres: external (DATABASE_URL is not the local one: not starting Postgres)"
 		pg_load_external
+		pg_triggers_external
 	fi
 	if [[ $REDIS_MODE == local ]]; then
 		redis_start
