@@ -37,6 +37,9 @@ $(BUILD)/obj:
 $(BUILD)/test_%: tests/unit/test_%.c $(PURE:%=$(BUILD)/obj/%.o)
 	$(CC) $(CFLAGS) -Icgi-src -o $@ $^ $(LDLIBS) -lcmocka
 
+# The payload parser is pure; its file also holds the LISTEN connection.
+$(BUILD)/test_notify: $(BUILD)/obj/db_notify.o
+
 # Unit tests: pure code, no servers.
 check: $(UNIT)
 	@tests/run-unit.sh $(UNIT)
