@@ -1,5 +1,6 @@
-# The orders service. `make` builds the worker, `make test` runs every test
-# against real servers, `make check` only the unit tests.
+# The orders service. `make` builds the worker and the invalidator, `make
+# test` runs every test against real servers, `make check` only the unit
+# tests.
 
 CC	?= cc
 PKGS	= fcgi libpq hiredis json-c
@@ -16,17 +17,29 @@ LDLIBS	+= -lfcgi $(shell pkg-config --libs libpq hiredis json-c 2>/dev/null || \
 
 BUILD	= build
 SRC	= $(wildcard cgi-src/*.c)
-OBJ	= $(SRC:cgi-src/%.c=$(BUILD)/obj/%.o)
+# What both programs link: configuration, logging, the Redis layer, the
+# caching module and what a write makes stale.
+COMMON	= buf valid log config kv cache keys
+# The invalidator's own: its main loop and the Postgres layer's LISTEN side.
+INVALIDATOR = invalidator db_notify
+# The worker: every other file (the FastCGI loop, HTTP, routing, handlers,
+# the Postgres layer), so a new module of the worker joins it by existing.
+WORKER	= $(filter-out $(COMMON) $(INVALIDATOR),$(SRC:cgi-src/%.c=%))
+obj	= $(1:%=$(BUILD)/obj/%.o)
 # Pure modules the unit tests link against (no FastCGI, no servers).
 PURE	= buf valid query order route cache kv log config keys
 UNIT	= $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check test clean deps
 
-all: $(BUILD)/orders-worker
+all: $(BUILD)/orders-worker $(BUILD)/orders-invalidator
 
-$(BUILD)/orders-worker: $(OBJ)
-	$(CC) $(LDFLAGS) -o $@ $(OBJ) $(LDLIBS)
+$(BUILD)/orders-worker: $(call obj,$(COMMON) $(WORKER))
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# It speaks neither FastCGI nor JSON.
+$(BUILD)/orders-invalidator: $(call obj,$(COMMON) $(INVALIDATOR))
+	$(CC) $(LDFLAGS) -o $@ $^ $(filter-out -lfcgi -ljson-c,$(LDLIBS))
 
 $(BUILD)/obj/%.o: cgi-src/%.c $(wildcard cgi-src/*.h) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
