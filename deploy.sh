@@ -3,13 +3,16 @@
 # deploy.sh: run the orders service on this machine (API.md, "deploy.sh").
 #
 #   ./deploy.sh [up]                 install what is missing, build, start
-#                                    Postgres, Redis, the worker pool and
-#                                    nginx; running it again only starts what
-#                                    is not running
+#                                    Postgres (with the triggers of
+#                                    sql/triggers.sql, applied every time),
+#                                    Redis, the worker pool, the invalidator
+#                                    and nginx; running it again only starts
+#                                    what is not running
 #   ./deploy.sh stop                 stop what this script started
 #   ./deploy.sh status               "NAME PID STATE" per component; exit 0
 #                                    when everything expected is running
-#   ./deploy.sh scale N              run N workers, dropping no request
+#   ./deploy.sh scale N              run N workers, dropping no request (the
+#                                    invalidator is left as it is)
 #   ./deploy.sh deps [--check] [--test]
 #                                    install (--check: only list) the Debian
 #                                    packages; --test adds the test tools
@@ -41,11 +44,11 @@
 #                           temp dirs (STATE_DIR/run, or /run/orders-ID when
 #                           www-data cannot enter STATE_DIR)
 #   STATE_DIR/log/          postgres.log redis.log nginx-error.log access.log
-#                           workers.log
+#                           workers.log invalidator.log
 #
 # As root, nothing runs as root but the nginx master: Postgres runs as
-# postgres, Redis as redis, nginx's worker and the FastCGI workers as
-# www-data.  As an ordinary user, everything runs as that user.
+# postgres, Redis as redis, nginx's worker, the FastCGI workers and the
+# invalidator as www-data.  As an ordinary user, everything runs as that user.
 # Needs: bash, coreutils, util-linux (setpriv, setsid, flock), procps (ps).
 
 set -euo pipefail
@@ -393,6 +396,7 @@ setup_run_dir() {
 	NGINX_CONF=$NGINX_DIR/nginx.conf
 	NGINX_PID=$NGINX_DIR/nginx.pid
 	REDIS_PIDFILE=$RUN_DIR/redis.pid
+	INVALIDATOR_PIDFILE=$RUN_DIR/invalidator.pid
 }
 
 # ---------------------------------------------------------------- Postgres
@@ -762,19 +766,19 @@ pool_env() {
 		${POOL_EXTRA[@]+"${POOL_EXTRA[@]}"})
 }
 
-# worker_exec_path: WORKER_BIN, or a copy in RUN_DIR when www-data cannot
-# reach it (a checkout under /root, say).
-worker_exec_path() {
-	local dst
-	if (( IS_ROOT )) && ! can_user www-data -x "$WORKER_BIN"; then
-		dst=$RUN_DIR/$(basename -- "$WORKER_BIN")
+# exec_path BIN: BIN, or a copy in RUN_DIR when www-data cannot reach it (a
+# checkout under /root, say).  For the workers and the invalidator.
+exec_path() {
+	local bin=$1 dst
+	if (( IS_ROOT )) && ! can_user www-data -x "$bin"; then
+		dst=$RUN_DIR/$(basename -- "$bin")
 		# Copy and rename: cp over a running binary fails (ETXTBSY).
-		cp -- "$WORKER_BIN" "$dst.tmp.$$"
+		cp -- "$bin" "$dst.tmp.$$"
 		chmod 0755 "$dst.tmp.$$"
 		mv -f -- "$dst.tmp.$$" "$dst"
 		printf '%s' "$dst"
 	else
-		printf '%s' "$WORKER_BIN"
+		printf '%s' "$bin"
 	fi
 }
 
@@ -798,7 +802,7 @@ pool_start() {
 	# A leftover of an interrupted run with this generation goes first.
 	if pool_pid "$gen" >/dev/null; then pool_retire "$gen"; fi
 	rm -f -- "$sock"
-	bin=$(worker_exec_path)
+	bin=$(exec_path "$WORKER_BIN")
 	opts=(-n -s "$sock" -M 0600 -d "$RUN_DIR")
 	(( IS_ROOT )) && opts+=(-U www-data -G www-data -u www-data -g www-data)
 	pool_env
@@ -876,6 +880,82 @@ pool_retire_all() {
 		[[ $gen == "$keep" ]] && continue
 		pool_retire "$gen"
 	done
+}
+
+# ---------------------------------------------------------------- invalidator
+
+# The invalidator (cgi-src/invalidator.c) LISTENs for what the triggers of
+# sql/triggers.sql announce and drops the cache entries that writes made
+# outside the service made stale.  multiwatch keeps one running and starts
+# it again when it dies, as it does for the workers; RUN_DIR/invalidator.pid
+# names that multiwatch.  Same environment and user as the workers; its own
+# log.  "scale" leaves it alone.
+INVALIDATOR_BIN=$REPO/build/orders-invalidator
+
+# invalidator_watch_pid: the multiwatch that keeps the invalidator running.
+invalidator_watch_pid() {
+	local pid
+	pid=$(read_file "$INVALIDATOR_PIDFILE")
+	proc_alive "$pid" multiwatch && printf '%s' "$pid"
+}
+
+# invalidator_pid: the invalidator itself (multiwatch's child).
+invalidator_pid() {
+	local watch kid
+	watch=$(invalidator_watch_pid) || return 1
+	kid=$(proc_children "$watch" | head -n 1)
+	[[ -n $kid ]] && printf '%s' "$kid"
+}
+
+# invalidator_start: start it unless it runs; returns once it does.  Uses
+# POOL_EXTRA (LOG_LEVEL & co.), as the pool got it.
+invalidator_start() {
+	local pid kid bin out deadline runas=()
+	if pid=$(invalidator_watch_pid); then
+		msg "invalidator: running (pid $(invalidator_pid || printf '%s' "$pid"))"
+		return 0
+	fi
+	pool_env
+	if ! out=$(env -i "${POOL_ENV[@]}" "$INVALIDATOR_BIN" --check 2>&1); then
+		printf '%s\n' "$out" >&2
+		die "$INVALIDATOR_BIN --check failed: not starting the invalidator"
+	fi
+	bin=$(exec_path "$INVALIDATOR_BIN")
+	(( IS_ROOT )) && runas=(setpriv --reuid=www-data --regid=www-data --init-groups --)
+	# As the pool's: own session, a clean environment, from / (which
+	# www-data can enter).  setsid and setpriv exec, so $! is multiwatch.
+	# -r 10 -t 1000: a child that dies within a second of its start is
+	# tried again at most 10 times.  Its default stop signal, SIGUSR1, is
+	# one the invalidator takes as "stop" (no -s: see pool_start).
+	(cd / && exec env -i "${POOL_ENV[@]}" setsid ${runas[@]+"${runas[@]}"} \
+		/usr/bin/multiwatch -f 1 -r 10 -t 1000 -- "$bin") \
+		>>"$LOG_DIR/invalidator.log" 2>&1 </dev/null 9>&- &
+	pid=$!
+	write_file "$INVALIDATOR_PIDFILE" "$pid"
+	deadline=$(( SECONDS + START_TIMEOUT ))
+	while (( SECONDS < deadline )); do
+		kid=$(invalidator_pid) && break
+		if ! any_alive "$pid"; then
+			tail -n 20 "$LOG_DIR/invalidator.log" >&2 || true
+			die "the invalidator did not start (log: $LOG_DIR/invalidator.log)"
+		fi
+		sleep 0.1
+	done
+	kid=$(invalidator_pid) || {
+		tail -n 20 "$LOG_DIR/invalidator.log" >&2 || true
+		invalidator_stop
+		die "the invalidator did not come up (log: $LOG_DIR/invalidator.log)"
+	}
+	msg "invalidator: started (pid $kid)"
+}
+
+invalidator_stop() {
+	local pid
+	pid=$(read_file "$INVALIDATOR_PIDFILE")
+	# multiwatch passes TERM on as USR1; the invalidator leaves its loop
+	# within a second (its longest wait).
+	stop_proc invalidator "$pid" multiwatch TERM
+	rm -f -- "$INVALIDATOR_PIDFILE"
 }
 
 # ---------------------------------------------------------------- nginx
@@ -1030,7 +1110,7 @@ ensure_local_credentials() {
 # started with; a rerun that asks for others must stop first.
 refuse_running_changes() {
 	local what=()
-	if pool_pid >/dev/null && [[ -f $ENV_FILE ]]; then
+	if { pool_pid >/dev/null || invalidator_watch_pid >/dev/null; } && [[ -f $ENV_FILE ]]; then
 		[[ $DATABASE_URL == "$F_DATABASE_URL" ]] || what+=(DATABASE_URL)
 		[[ $REDIS_URL == "$F_REDIS_URL" ]] || what+=(REDIS_URL)
 		[[ $CACHE_TTL == "$F_CACHE_TTL" ]] || what+=(CACHE_TTL)
@@ -1055,6 +1135,7 @@ build() {
 		die "no Makefile in $REPO: cannot build build/orders-worker"
 	fi
 	[[ -x $WORKER_BIN ]] || die "no executable worker at $WORKER_BIN"
+	[[ -x $INVALIDATOR_BIN ]] || die "no executable invalidator at $INVALIDATOR_BIN"
 }
 
 cmd_up() {
@@ -1097,6 +1178,7 @@ cmd_up() {
 		[[ $cur_workers == "$WORKERS" ]] ||
 			warn "pool runs $cur_workers workers, WORKERS=$WORKERS: use ./deploy.sh scale $WORKERS"
 		new_gen=''
+		worker_extra_saved
 	else
 		worker_extra_from_env
 		worker_check
@@ -1104,6 +1186,7 @@ cmd_up() {
 		pool_start "$new_gen" "$WORKERS"
 		write_file "$STATE_DIR/workers" "$WORKERS"
 	fi
+	invalidator_start
 
 	# nginx: start it, or point the running one at a new pool.
 	if pid=$(nginx_pid); then
@@ -1149,6 +1232,7 @@ cmd_stop() {
 	# Front to back: nginx answers what it holds, then the workers finish.
 	nginx_stop
 	pool_retire_all
+	invalidator_stop
 	redis_stop
 	pg_stop
 	msg "stopped"
@@ -1157,7 +1241,7 @@ cmd_stop() {
 cmd_status() {
 	local ok=0 pid kid db_mode=local redis_mode=local want_workers
 	if ! setup_paths 0; then
-		printf '%s - stopped\n' postgres redis nginx pool
+		printf '%s - stopped\n' postgres redis nginx pool invalidator
 		return 1
 	fi
 	load_state
@@ -1196,6 +1280,14 @@ cmd_status() {
 	else
 		echo "pool - stopped"; ok=1
 	fi
+	if pid=$(invalidator_pid); then
+		echo "invalidator $pid running"
+	elif invalidator_watch_pid >/dev/null; then
+		# multiwatch runs, its child died and is not back yet
+		echo "invalidator - restarting"; ok=1
+	else
+		echo "invalidator - stopped"; ok=1
+	fi
 	return "$ok"
 }
 
@@ -1233,7 +1325,7 @@ cmd_scale() {
 }
 
 usage() {
-	sed -n '3,16p' "$REPO/deploy.sh" | sed 's/^# \{0,1\}//'
+	sed -n '3,19p' "$REPO/deploy.sh" | sed 's/^# \{0,1\}//'
 }
 
 main() {
