@@ -1,8 +1,10 @@
 #!/usr/bin/env bats
 # The tutorial's story ("Add caching to your PostgreSQL app using Redis"),
 # replayed against the running service: count with SQL and through the app,
-# cache in Redis and look at it with redis-cli, see the cache go stale after a
-# psql INSERT, see the TTL repair it, see POST invalidate it.
+# cache in Redis and look at it with redis-cli, see entries expire after their
+# TTL, see POST invalidate them. Where the tutorial shows a psql INSERT
+# leaving the cache stale until the TTL, this service's invalidator (fed by
+# the triggers of sql/triggers.sql) drops the stale entries within a second.
 
 load helpers
 
@@ -82,22 +84,126 @@ load helpers
   assert_cache HIT
 }
 
-@test "tutorial: a row INSERTed with psql leaves the cached count stale (HIT) until the TTL expires (MISS, new count)" {
+# fill_fresh PATH KEY: GET PATH afresh (KEY deleted first): a MISS that
+# stores KEY. Then KEY must outlive the 3 s a test waits for the invalidator,
+# or the TTL could pass for it.
+fill_fresh() {
+  rdel "$2"
+  req GET "$1"
+  assert_status 200 || return 1
+  assert_cache MISS || return 1
+  local ttl
+  ttl=$(rcli TTL "$2")
+  [[ $ttl =~ ^[0-9]+$ ]] && ((ttl > 3)) ||
+    flunk "TTL of $2 right after the fill: expected more than 3 s (CACHE_TTL=$CACHE_TTL), got '$ttl'"
+}
+
+# refreshed_within SECONDS PATH EXPECTED-JQ: after a write made with psql,
+# GET PATH until it answers EXPECTED-JQ (a jq test on the body), at most
+# SECONDS. The first fresh answer must be a MISS: its value came from
+# Postgres because the invalidator had dropped the stale entry.
+refreshed_within() {
+  local secs=$1 path=$2 want=$3 start
+  start=$EPOCHREALTIME
+  while :; do
+    req GET "$path"
+    assert_status 200 || return 1
+    if jq -e "$want" >/dev/null 2>&1 <<<"$body"; then
+      assert_cache MISS || return 1
+      return 0
+    fi
+    [[ $(header X-Cache) == HIT ]] || flunk "GET $path while stale: expected HIT, got $(header X-Cache)" || return 1
+    awk -v e="$(elapsed_since "$start")" -v s="$secs" 'BEGIN { exit !(e >= s) }' &&
+      { flunk "GET $path still answers the old value $(elapsed_since "$start") s after the psql write (want $want)"; return 1; }
+    sleep 0.1
+  done
+}
+
+@test "tutorial: a row INSERTed with psql is seen within a second: the invalidator drops the cached count (MISS, new count)" {
   c=$(fresh_customer)
+  key=$(ckey "count:customerid=$c")
+  fill_fresh "/orders/count?customerid=$c" "$key"
+  assert_count_is 0
   req GET "/orders/count?customerid=$c"
   assert_count_is 0
-  assert_cache MISS
+  assert_cache HIT
 
+  # The tutorial's point was that this leaves the cache stale until the TTL.
   psqlc "INSERT INTO orders (customerid, netamount, tax, totalamount) VALUES ($c, 10.00, 0.80, 10.80)"
   assert_eq "rows for customer $c in Postgres after the psql INSERT" 1 "$(rows_of "$c")"
 
-  req GET "/orders/count?customerid=$c"
-  assert_count_is 0 # stale: "Show that the application continues to return the same value"
-  assert_cache HIT
-
-  sleep $((CACHE_TTL + 1))
+  refreshed_within 3 "/orders/count?customerid=$c" '.count == 1'
+  assert_count_is "$(rows_of "$c")"
   req GET "/orders/count?customerid=$c"
   assert_count_is 1
+  assert_cache HIT
+}
+
+@test "tutorial: a row DELETEd with psql: its cached order and the cached count are refreshed within a second" {
+  c=$(fresh_customer)
+  key=$(ckey "count:customerid=$c")
+  fill_fresh "/orders/count?customerid=$c" "$key"
+  ids=$(psqlc "INSERT INTO orders (customerid, netamount, tax, totalamount)
+               VALUES ($c, 1, 0, 1), ($c, 2, 0, 2) RETURNING orderid")
+  id=$(head -1 <<<"$ids")
+  # the INSERT's own invalidation has come once the count it made stale is gone
+  keys_gone_within 3 "$key" || flunk "the psql INSERT's invalidation: $key still there after $gone_after s"
+
+  fill_fresh "/orders/count?customerid=$c" "$key"
+  assert_count_is 2
+  fill_fresh "/orders/$id" "$(ckey "id:$id")"
+  assert_json ".orderid == $id and .customerid == $c"
+
+  psqlc "DELETE FROM orders WHERE orderid = $id"
+  refreshed_within 3 "/orders/count?customerid=$c" '.count == 1'
+  assert_count_is "$(rows_of "$c")"
+  req GET "/orders/$id"
+  assert_error_json 404
+}
+
+@test "tutorial: an UPDATE with psql moves an order to another customer: both counts and the order are refreshed within a second" {
+  a=$(fresh_customer)
+  b=$(fresh_customer)
+  ka=$(ckey "count:customerid=$a")
+  kb=$(ckey "count:customerid=$b")
+  fill_fresh "/orders/count?customerid=$a" "$ka"
+  id=$(psqlc "INSERT INTO orders (customerid, netamount, tax, totalamount)
+              VALUES ($a, 5, 0.5, 5.5) RETURNING orderid")
+  keys_gone_within 3 "$ka" || flunk "the psql INSERT's invalidation: $ka still there after $gone_after s"
+
+  fill_fresh "/orders/count?customerid=$a" "$ka"
+  assert_count_is 1
+  fill_fresh "/orders/count?customerid=$b" "$kb"
+  assert_count_is 0
+  fill_fresh "/orders/$id" "$(ckey "id:$id")"
+  assert_json ".customerid == $a"
+
+  # orders_app may not UPDATE: as the table's owner, like any other program.
+  psql_super "UPDATE orders SET customerid = $b WHERE orderid = $id"
+  refreshed_within 3 "/orders/$id" ".customerid == $b"
+  refreshed_within 3 "/orders/count?customerid=$a" '.count == 0'
+  refreshed_within 3 "/orders/count?customerid=$b" '.count == 1'
+}
+
+@test "tutorial: entries still expire after CACHE_TTL: redis-cli TTL counts down, then the key is gone" {
+  ((CACHE_TTL >= 3)) || skip "needs CACHE_TTL >= 3 (it is $CACHE_TTL)"
+  c=$(fresh_customer)
+  key=$(ckey "count:customerid=$c")
+  req GET "/orders/count?customerid=$c"
+  assert_count_is 0
+  assert_cache MISS
+  ttl=$(rcli TTL "$key")
+  ((ttl >= 1 && ttl <= CACHE_TTL)) || flunk "TTL of $key: expected 1..$CACHE_TTL, got '$ttl'"
+
+  # No write in between: nothing but the TTL can remove it.
+  sleep $((CACHE_TTL - 2))
+  assert_eq "EXISTS $key $((CACHE_TTL - 2)) s after the fill" 1 "$(rcli EXISTS "$key")"
+  ttl=$(rcli TTL "$key")
+  ((ttl >= 0 && ttl <= 2)) || flunk "TTL of $key after $((CACHE_TTL - 2)) s: expected 0..2, got '$ttl'"
+  sleep 3
+  assert_eq "EXISTS $key after CACHE_TTL + 1 s" 0 "$(rcli EXISTS "$key")"
+  req GET "/orders/count?customerid=$c"
+  assert_count_is 0
   assert_cache MISS
 }
 

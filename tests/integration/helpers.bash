@@ -148,6 +148,48 @@ fresh_customer() {
 rows_total() { psqlc 'SELECT count(*) FROM orders'; }
 rows_of() { psqlc "SELECT count(*) FROM orders WHERE customerid = $1"; }
 
+# psql_super SQL: one query as superuser postgres over the local cluster's
+# private socket, as deploy.sh's psql_admin connects (STATE_DIR/pg.path
+# names PG_DIR; the socket is in PG_DIR/run; the port is DATABASE_URL's).
+# For what orders_app may not do: UPDATE, other sessions, its own role.
+psql_super() {
+  local pgdir port
+  pgdir=$(head -1 "$STATE_DIR/pg.path" 2>/dev/null) && [[ -n $pgdir ]] ||
+    flunk "no $STATE_DIR/pg.path: is Postgres the local one?" || return 1
+  port=${DATABASE_URL##*:}
+  port=${port%%/*}
+  timeout 20 psql -h "$pgdir/run" -p "$port" -U postgres -d orders \
+    -XAtq -v ON_ERROR_STOP=1 -c "$1"
+}
+
+# elapsed_since START: seconds (2 decimals) since START, an $EPOCHREALTIME.
+elapsed_since() {
+  awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'
+}
+
+# keys_gone_within SECONDS KEY...: poll Redis (every 0.05 s) until none of
+# the KEYs exists; fails when some still do after SECONDS. Sets gone_after
+# (seconds it took, or how long we waited).
+keys_gone_within() {
+  local secs=$1 start n
+  shift
+  start=$EPOCHREALTIME
+  while :; do
+    n=$(rcli EXISTS "$@") || n=error
+    gone_after=$(elapsed_since "$start")
+    [[ $n == 0 ]] && return 0
+    awk -v e="$gone_after" -v s="$secs" 'BEGIN { exit !(e >= s) }' && return 1
+    sleep 0.05
+  done
+}
+
+# scan_keys PATTERN...: every key matching one of the PATTERNs (glob, full
+# key names), one per line.
+scan_keys() {
+  local p
+  for p; do rcli --scan --pattern "$p"; done
+}
+
 # ---------------------------------------------------------------- deploy.sh
 
 # deploy_sh ARGS...: run ./deploy.sh with the suite's environment. Its
