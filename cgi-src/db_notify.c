@@ -54,8 +54,10 @@ db_notify_free(struct db_notify *n)
 	free(n);
 }
 
-/* A message of libpq or the server as one log field: its lines joined
- * with spaces, and what a log line must not hold replaced. */
+/*
+ * A message of libpq or the server as one log field: its lines joined with
+ * spaces, and what a log line must not hold replaced.
+ */
 static const char *
 one_line(const char *src, char *out, size_t outlen)
 {
