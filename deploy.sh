@@ -23,8 +23,8 @@
 #   STATE_DIR (./var, relative to this script's directory)
 #   ORDERS_ROWS (12000)   rows generated on first deploy
 #   WORKER_BIN            the FastCGI program (default build/orders-worker)
-#   LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS TZ PG*: passed on to the
-#                         workers when set
+#   LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS TZ PG*: passed
+#                         on to the workers when set (and ORDERS_TEST_HOOKS, tests only)
 # Each setting is taken from the environment, else from STATE_DIR/env (what
 # the last run used), else the default.  So a rerun keeps ports, passwords
 # and settings, and sourcing STATE_DIR/env before a rerun changes nothing.
@@ -658,6 +658,9 @@ redis_start() {
 		can_user redis -w "$dir" -a -x "$dir" || dir=/tmp
 		runas=(setpriv --reuid=redis --regid=redis --init-groups --)
 	fi
+	# volatile-lru: under memory pressure only keys with a ttl go (cache
+	# entries, locks), never the cache's generation counters or indexes,
+	# whose loss could let a stale fill through (cgi-src/cache.c).
 	# The configuration, password included, comes on stdin ("redis-server -"):
 	# it is in no file and on no command line.  No persistence: this is a
 	# cache, and a reloaded dump could bring back entries that writes had
@@ -674,7 +677,7 @@ redis_start() {
 	logfile ""
 	dir $dir
 	maxmemory 256mb
-	maxmemory-policy allkeys-lru
+	maxmemory-policy volatile-lru
 	EOF
 	pid=$!
 	deadline=$(( SECONDS + START_TIMEOUT ))
@@ -739,7 +742,7 @@ pool_pid() {
 # variables (PGSSLMODE, ...) reach the workers when they are set here.  They
 # are kept in STATE_DIR/worker.env (0600) when a pool starts, so that the
 # pools "scale" starts later get the same.
-WORKER_PASSTHROUGH=(LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS TZ)
+WORKER_PASSTHROUGH=(LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS ORDERS_TEST_HOOKS TZ)
 
 # worker_extra_from_env: POOL_EXTRA from our environment, saved.
 worker_extra_from_env() {
