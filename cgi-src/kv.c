@@ -93,6 +93,7 @@ struct kv {
 	struct timeval		 timeout;
 	redisContext		*ctx;		/* NULL while disconnected */
 	long long		 retry_at_ms;	/* no connect attempt before */
+	int			 handshaking;	/* AUTH, SELECT, SCRIPT LOAD */
 	char			 sha[NSCRIPTS][41];
 	unsigned long		 tokens;	/* lease tokens handed out */
 };
@@ -266,17 +267,51 @@ kv_fail(struct kv *kv, const char *what)
 {
 	char msg[128];
 
-	log_warn("redis: %s: %s", what, log_safe(msg, sizeof(msg),
-	    kv->ctx && kv->ctx->err ? kv->ctx->errstr : "unexpected reply"));
+	/* No connection: a reconnect already failed, and said why. */
+	if (kv->ctx != NULL)
+		log_warn("redis: %s: %s", what, log_safe(msg, sizeof(msg),
+		    kv->ctx->err ? kv->ctx->errstr : "unexpected reply"));
 	kv_disconnect(kv);
 	kv->retry_at_ms = (long long)clock_ms() + RETRY_AFTER_MS;
 	return KV_DOWN;
 }
 
-/* Runs a command; NULL (connection dropped) on an I/O error or timeout. */
+/* Whether the last error was the server closing or resetting the link. */
+static int
+closed_by_peer(const redisContext *c)
+{
+	return c->err == REDIS_ERR_EOF || (c->err == REDIS_ERR_IO &&
+	    (strstr(c->errstr, "reset") != NULL ||
+	    strstr(c->errstr, "pipe") != NULL));
+}
+
+static int kv_ensure(struct kv *kv);
+
+/*
+ * Runs a command; NULL (the caller drops the connection) on an I/O error
+ * or a timeout.
+ */
 static redisReply *
 kv_command(struct kv *kv, int argc, const char **argv, const size_t *lens)
 {
+	redisReply *r;
+	char msg[128];
+
+	r = redisCommandArgv(kv->ctx, argc, argv, lens);
+	if (r != NULL || kv->handshaking || !closed_by_peer(kv->ctx))
+		return r;
+	/*
+	 * The connection died while idle (Redis restarted): one new
+	 * connection at once, so the first request after a restart is served
+	 * from the cache. A timeout is not retried: Redis is slow, and a
+	 * second wait would double the cost.
+	 */
+	log_info("redis: connection lost (%s), reconnecting", log_safe(msg,
+	    sizeof(msg), kv->ctx->errstr));
+	kv_disconnect(kv);
+	kv->retry_at_ms = 0;
+	if (kv_ensure(kv) == -1)
+		return NULL;
 	return redisCommandArgv(kv->ctx, argc, argv, lens);
 }
 
@@ -343,6 +378,7 @@ static int
 kv_ensure(struct kv *kv)
 {
 	const struct kv_url *u = kv->url;
+	int rc;
 
 	if (kv->ctx != NULL)
 		return 0;
@@ -355,8 +391,11 @@ kv_ensure(struct kv *kv)
 		kv_fail(kv, "cannot connect");
 		return -1;
 	}
-	if (redisSetTimeout(kv->ctx, kv->timeout) != REDIS_OK ||
-	    kv_handshake(kv) == -1) {
+	kv->handshaking = 1;
+	rc = redisSetTimeout(kv->ctx, kv->timeout) == REDIS_OK ?
+	    kv_handshake(kv) : -1;
+	kv->handshaking = 0;
+	if (rc == -1) {
 		kv_fail(kv, "cannot set up the connection");
 		return -1;
 	}

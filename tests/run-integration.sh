@@ -295,6 +295,16 @@ main() {
   wait "$tail_pid"
   BATS_PID=''
   TAP+=$(cat "$T/tap")$'\n'
+  # A failure is easier to understand with what the stack logged around it.
+  if grep -q '^not ok' "$T/tap"; then
+    local f
+    for f in "$STATE_DIR"/log/workers.log "$STATE_DIR"/log/invalidator.log \
+      "$STATE_DIR"/log/nginx-error.log; do
+      [[ -s $f ]] || continue
+      note "last lines of $f:"
+      tail -n 25 "$f" | sed 's/^/#   /'
+    done
+  fi
 }
 
 main

@@ -23,6 +23,8 @@ setup_file() {
   fi
 }
 
+redis_gone() { ! kill -0 "$pid" 2>/dev/null; }
+
 teardown_file() {
   # put Redis back for whatever runs next, even when the recovery test failed
   if ! rcli PING >/dev/null 2>&1; then
@@ -147,4 +149,23 @@ teardown_file() {
   req GET /healthz
   assert_status 200
   assert_json '.redis == "ok" and .postgres == "ok"'
+}
+
+@test "redis restarted while idle: no worker answers BYPASS once it is back (a dead connection is replaced at once)" {
+  rcli PING >/dev/null || flunk "Redis is not back (the previous test restores it)"
+  # Warm every worker's connection, then restart Redis with no request
+  # in between: each worker holds a connection Redis has closed.
+  for i in $(seq 1 $((WORKERS * 3))); do req GET /orders/count; done
+  pid=$(pid_of redis)
+  kill "$pid"
+  wait_for 10 redis_gone || flunk "redis ($pid) did not stop"
+  deploy_sh || flunk "./deploy.sh did not restart Redis" "$(cat "$deploy_log")"
+  rcli PING >/dev/null || flunk "Redis did not come back"
+  sleep 1.2 # past any worker's pause after a failure, had there been one
+  for i in $(seq 1 $((WORKERS * 3))); do
+    req GET /orders/count
+    assert_status 200
+    header_value X-Cache
+    [[ $REPLY != BYPASS ]] || flunk "request $i after the restart was BYPASS: a worker answered without Redis"
+  done
 }
