@@ -1,6 +1,6 @@
 # The orders service. `make` builds the worker and the invalidator, `make
 # test` runs every test against real servers, `make check` only the unit
-# tests.
+# tests, `make fuzz` each libFuzzer target for FUZZ_SECONDS (60).
 
 CC	?= cc
 PKGS	= fcgi libpq hiredis json-c
@@ -10,8 +10,11 @@ ifdef USE_WERROR
 WARN	+= -Werror
 endif
 OPT	?= -O2 -g
-CFLAGS	+= $(OPT) $(WARN) -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+# The language, the libraries' headers: what every build of the code shares
+# (this one, the sanitizer build, the fuzz targets).
+BASE_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -I/usr/include/postgresql
+CFLAGS	+= $(OPT) $(WARN) $(BASE_CFLAGS)
 LDLIBS	+= -lfcgi $(shell pkg-config --libs libpq hiredis json-c 2>/dev/null || \
 	   echo -lpq -lhiredis -ljson-c)
 
@@ -30,7 +33,7 @@ obj	= $(1:%=$(BUILD)/obj/%.o)
 PURE	= buf valid query order route cache kv log config keys
 UNIT	= $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check test clean deps
+.PHONY: all check test clean deps fuzz fuzz-build
 
 all: $(BUILD)/orders-worker $(BUILD)/orders-invalidator
 
@@ -66,6 +69,37 @@ test:
 
 deps:
 	./deploy.sh deps --test
+
+# ---------------------------------------------------------------- hardening
+
+# libFuzzer targets (tests/fuzz/fuzz_*.c), one per parser of untrusted
+# input, linked against the pure modules compiled by clang with the same
+# flags. UB aborts like a memory error does (-fno-sanitize-recover).
+FUZZ_CC	?= clang
+FUZZ_SAN = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	   -fno-omit-frame-pointer
+FUZZ_CFLAGS = -O1 -g $(WARN) $(BASE_CFLAGS) -Icgi-src $(FUZZ_SAN)
+FUZZ_DIR = $(BUILD)/fuzz
+FUZZ	= $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 60
+
+fuzz-build: $(FUZZ)
+# Kept between runs, like the unit tests' objects.
+.SECONDARY: $(PURE:%=$(FUZZ_DIR)/obj/%.o)
+
+# Each target for FUZZ_SECONDS on a copy of its seed corpus; one TAP line
+# per target, a crash's reproducer under build/fuzz/artifacts/.
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run-fuzz.sh $(FUZZ)
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(PURE:%=$(FUZZ_DIR)/obj/%.o)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(FUZZ_DIR)/obj/%.o: cgi-src/%.c $(wildcard cgi-src/*.h) | $(FUZZ_DIR)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_DIR)/obj:
+	mkdir -p $@
 
 clean:
 	rm -rf $(BUILD)

@@ -79,7 +79,9 @@ PKGS_RUNTIME=(build-essential pkg-config libfcgi-dev libpq-dev libhiredis-dev
 	libjson-c-dev "nginx-light|nginx-full|nginx-extras|nginx-core|nginx"
 	spawn-fcgi multiwatch postgresql postgresql-client redis-server
 	redis-tools curl util-linux)
-PKGS_TEST=(bats libcmocka-dev jq)
+# clang for make fuzz; libFuzzer and clang's sanitizer runtimes are in
+# libclang-rt-14-dev, only a recommend of clang's (skipped here).
+PKGS_TEST=(bats libcmocka-dev jq clang libclang-rt-14-dev)
 
 # Bounded waits, in seconds.
 STOP_TIMEOUT=15         # a component's graceful stop, before SIGKILL
