@@ -23,8 +23,10 @@
 #   STATE_DIR (./var, relative to this script's directory)
 #   ORDERS_ROWS (12000)   rows generated on first deploy
 #   WORKER_BIN            the FastCGI program (default build/orders-worker)
+#   INVALIDATOR_BIN       the invalidator (default build/orders-invalidator)
 #   LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS TZ PG*: passed
-#                         on to the workers when set (and ORDERS_TEST_HOOKS, tests only)
+#                         on to the workers when set (and ORDERS_TEST_HOOKS, tests
+#                         only; ASAN_OPTIONS UBSAN_OPTIONS, for a sanitizer build)
 # Each setting is taken from the environment, else from STATE_DIR/env (what
 # the last run used), else the default.  So a rerun keeps ports, passwords
 # and settings, and sourcing STATE_DIR/env before a rerun changes nothing.
@@ -744,7 +746,8 @@ pool_pid() {
 # variables (PGSSLMODE, ...) reach the workers when they are set here.  They
 # are kept in STATE_DIR/worker.env (0600) when a pool starts, so that the
 # pools "scale" starts later get the same.
-WORKER_PASSTHROUGH=(LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS ORDERS_TEST_HOOKS TZ)
+WORKER_PASSTHROUGH=(LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS ORDERS_TEST_HOOKS TZ
+	ASAN_OPTIONS UBSAN_OPTIONS)
 
 # worker_extra_from_env: POOL_EXTRA from our environment, saved.
 worker_extra_from_env() {
@@ -894,8 +897,7 @@ pool_retire_all() {
 # outside the service made stale.  multiwatch keeps one running and starts
 # it again when it dies, as it does for the workers; RUN_DIR/invalidator.pid
 # names that multiwatch.  Same environment and user as the workers; its own
-# log.  "scale" leaves it alone.
-INVALIDATOR_BIN=$REPO/build/orders-invalidator
+# log.  "scale" leaves it alone.  INVALIDATOR_BIN: see resolve_settings.
 
 # invalidator_watch_pid: the multiwatch that keeps the invalidator running.
 invalidator_watch_pid() {
@@ -1075,6 +1077,8 @@ resolve_settings() {
 	WORKERS=${WORKERS:-$(read_file "$STATE_DIR/workers" 4)}
 	WORKER_BIN=${WORKER_BIN:-$REPO/build/orders-worker}
 	[[ $WORKER_BIN == /* ]] || WORKER_BIN=$REPO/$WORKER_BIN
+	INVALIDATOR_BIN=${INVALIDATOR_BIN:-$REPO/build/orders-invalidator}
+	[[ $INVALIDATOR_BIN == /* ]] || INVALIDATOR_BIN=$REPO/$INVALIDATOR_BIN
 	[[ $PORT =~ ^[1-9][0-9]{0,4}$ ]] && (( PORT < 65536 )) || die "PORT must be a port number: $PORT"
 	[[ $CACHE_TTL =~ ^[1-9][0-9]*$ ]] || die "CACHE_TTL must be a positive integer: $CACHE_TTL"
 	[[ $ORDERS_ROWS =~ ^(0|[1-9][0-9]*)$ ]] || die "ORDERS_ROWS must be an integer: $ORDERS_ROWS"
