@@ -4,7 +4,13 @@
 # directory on a free loopback port, run tests/integration/*.bats against
 # it, and always stop it again.
 #
-#   tests/run-integration.sh [FILTER]    FILTER goes to `bats --filter`
+#   tests/run-integration.sh [--asan] [FILTER]
+#
+# FILTER goes to `bats --filter`. --asan runs the stack on the sanitizer
+# build (make asan: build/asan/orders-worker and orders-invalidator, with
+# ASan, LeakSanitizer and UBSan), names each TAP line "asan: ...", and
+# after the stack has stopped (LeakSanitizer reports at exit) turns every
+# sanitizer report into a "not ok - sanitizer: ..." line.
 #
 # TIMING=1 adds each test's duration to its TAP line (bats --timing).
 #
@@ -17,7 +23,14 @@ set -o pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$REPO" || exit 2
+ASAN=''
+if [[ ${1-} == --asan ]]; then
+  ASAN=1
+  shift
+fi
 FILTER=${1-}
+LABEL=${ASAN:+asan: } # names this run's TAP lines
+SAN_DIR=''            # --asan: where the sanitizers write their reports
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/orders-it.XXXXXX") || exit 2
 TAP='' # every TAP line of the run, the harness's own included
@@ -32,7 +45,7 @@ note() { printf '%s\n' "$@" | sed 's/^/# /'; }
 # failed test. (Passed harness checks are only TAP comments: "passed" counts
 # the suite's tests.)
 harness_fail() {
-  local line="not ok - harness: $1"
+  local line="not ok - ${LABEL}harness: $1"
   say "$line"
   TAP+=$line$'\n'
 }
@@ -50,6 +63,15 @@ run_detached() {
     done
     exec "$@"
   ) >"$log" 2>&1 </dev/null
+}
+
+# label: TAP lines named after this run ("ok 3 asan: ..." with --asan).
+label() {
+  if [[ -n $LABEL ]]; then
+    sed -u -E "s/^(not )?ok [0-9]+ /&$LABEL/"
+  else
+    cat
+  fi
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -173,6 +195,7 @@ cleanup() {
   if [[ -n ${port-} ]] && port_in_use "$port"; then
     harness_fail "port $port is free again after ./deploy.sh stop"
   fi
+  [[ -n $SAN_DIR ]] && sanitizer_reports
   rm -rf "$T"
   # deploy.sh may have put Postgres's directory (pg.path) and its run
   # directory (run.path) outside STATE_DIR, where a 0700 mktemp dir is out
@@ -200,6 +223,72 @@ remove_outside() {
   rm -rf -- "$d"
 }
 
+# ---------------------------------------------------------------- --asan
+
+# asan_setup: the sanitizer build's programs for ./deploy.sh (WORKER_BIN,
+# INVALIDATOR_BIN), and the sanitizers' options, which deploy.sh passes on
+# to both: a memory error aborts the process, UB stops it, leaks are
+# reported at exit, and every report goes to a file of its own in SAN_DIR
+# (log_path: NAME.PID), not only to a log where it would go unnoticed.
+asan_setup() {
+  local b
+  for b in orders-worker orders-invalidator; do
+    if [[ ! -x $REPO/build/asan/$b ]]; then
+      harness_fail "build/asan/$b exists (make asan)"
+      return 1
+    fi
+  done
+  SAN_DIR=$(mktemp -d /tmp/orders-san.XXXXXX) || {
+    harness_fail "made a directory for the sanitizers' reports"
+    return 1
+  }
+  # As root, the workers and the invalidator run as www-data.
+  if (($(id -u) == 0)); then
+    chown www-data:www-data "$SAN_DIR" &&
+      setpriv --reuid=www-data --regid=www-data --init-groups -- test -w "$SAN_DIR" || {
+      harness_fail "www-data can write the sanitizers' reports into $SAN_DIR"
+      return 1
+    }
+  fi
+  export WORKER_BIN=$REPO/build/asan/orders-worker
+  export INVALIDATOR_BIN=$REPO/build/asan/orders-invalidator
+  export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:log_path=$SAN_DIR/asan
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$SAN_DIR/ubsan
+  note "sanitizer build: $WORKER_BIN, $INVALIDATOR_BIN; reports to $SAN_DIR"
+}
+
+# sanitizer_reports: once the stack has stopped, each report in SAN_DIR is
+# a failure, shown with its first lines; so is a report that went to the
+# stack's logs instead (a sanitizer that could not open its log_path).
+# Then SAN_DIR goes.
+sanitizer_reports() {
+  # Anchored: a log line starts "ts=", so no client can forge one.
+  local f n=0 pat='^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|^[^ ]+:[0-9]+:[0-9]+: runtime error:|^SUMMARY: [A-Za-z]+Sanitizer'
+  for f in "$SAN_DIR"/* "$STATE_DIR"/log/workers.log "$STATE_DIR"/log/invalidator.log; do
+    [[ -f $f ]] && grep -q -E "$pat" "$f" || continue
+    n=$((n + 1))
+    sanitizer_fail "$f" "$pat"
+  done
+  ((n == 0)) && note "sanitizer: no report from the workers or the invalidator"
+  rm -rf "$SAN_DIR"
+  SAN_DIR=''
+}
+
+# sanitizer_fail FILE PATTERN: a "not ok" line for the report in FILE, what
+# it found first, then the report's first lines and its summary.
+sanitizer_fail() {
+  local f=$1 what line head
+  what=$(grep -m 1 -E "$2" "$f" | sed -E 's/^.*==[0-9]+==//' | cut -c 1-200)
+  line="not ok - sanitizer: $what (${f##*/})"
+  say "$line"
+  TAP+=$line$'\n'
+  head=$(grep -A 24 -m 1 -E "$2" "$f" | grep -v -E '^=+$|^$')
+  printf '%s\n' "$head" | sed 's/^/#   /'
+  [[ $head == *$'\n'SUMMARY:* ]] || grep -m 1 '^SUMMARY' "$f" | sed 's/^/#   /'
+}
+
+# ---------------------------------------------------------------- summary
+
 summary() {
   local passed failed skipped line
   passed=$(printf '%s' "$TAP" | awk '/^ok / && !/# *[Ss][Kk][Ii][Pp]/ { n++ } END { print n + 0 }')
@@ -215,7 +304,7 @@ on_exit() {
   local rc=$?
   trap - EXIT INT TERM
   if [[ -z $CLEANED ]]; then # interrupted or failed before the end
-    [[ -z $TAP && -f $T/tap ]] && TAP=$(cat "$T/tap")$'\n'
+    [[ -z $TAP && -f $T/tap ]] && TAP=$(label <"$T/tap")$'\n'
     cleanup
     summary
     exit 1
@@ -249,6 +338,9 @@ main() {
     return
   }
   note "stack in $T, nginx on 127.0.0.1:$port"
+  if [[ -n $ASAN ]]; then
+    asan_setup || return
+  fi
 
   export STATE_DIR=$T/state PORT=$port WORKERS=2 CACHE_TTL=5 CACHE_PREFIX=orders: ORDERS_ROWS=12000 ORDERS_TEST_HOOKS=1
   unset DATABASE_URL REDIS_URL
@@ -289,12 +381,12 @@ main() {
   : >"$T/tap"
   timeout -k 10 "$SUITE_TIMEOUT" bats "${args[@]}" tests/integration/ >"$T/tap" 2>&1 </dev/null &
   BATS_PID=$!
-  tail -n +1 -f --pid="$BATS_PID" "$T/tap" &
+  tail -n +1 -f --pid="$BATS_PID" "$T/tap" | label &
   local tail_pid=$!
   wait "$BATS_PID"
   wait "$tail_pid"
   BATS_PID=''
-  TAP+=$(cat "$T/tap")$'\n'
+  TAP+=$(label <"$T/tap")$'\n'
   # A failure is easier to understand with what the stack logged around it.
   if grep -q '^not ok' "$T/tap"; then
     local f
