@@ -1226,8 +1226,8 @@ print_summary() {
 	  curl -s $url/orders/count
 	  curl -s -X POST $url/orders -H 'Content-Type: application/json' -d '{"customerid": 42, "netamount": 12.5, "tax": 1.03}'
 	  psql "\$DATABASE_URL" -c 'SELECT count(*) FROM orders'
-	  redis-cli -u "\$REDIS_URL" --scan --pattern '${CACHE_PREFIX}*'
-	  redis-cli -u "\$REDIS_URL" TTL ${CACHE_PREFIX}count:all
+	  redis-cli --no-auth-warning -u "\$REDIS_URL" --scan --pattern '${CACHE_PREFIX}*'
+	  redis-cli --no-auth-warning -u "\$REDIS_URL" TTL ${CACHE_PREFIX}count:all
 
 	  ./deploy.sh status | ./deploy.sh scale N | ./deploy.sh stop
 	  logs: $LOG_DIR/
