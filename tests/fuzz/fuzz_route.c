@@ -111,6 +111,7 @@ fuzz_routes(const char *path)
 static void
 fuzz_pct(const char *s, size_t len, int plus_is_space, size_t outlen)
 {
+	static const char hex[] = "0123456789ABCDEF";
 	char *out, *enc, *again;
 	int n, m;
 	size_t i;
@@ -129,9 +130,11 @@ fuzz_pct(const char *s, size_t len, int plus_is_space, size_t outlen)
 	enc = malloc((size_t)n * 3 + 1);
 	again = malloc((size_t)n + 1);
 	if (enc != NULL && again != NULL) {
-		for (i = 0; i < (size_t)n; i++)
-			snprintf(enc + i * 3, 4, "%%%02X",
-			    (unsigned)(unsigned char)out[i]);
+		for (i = 0; i < (size_t)n; i++) {
+			enc[i * 3] = '%';
+			enc[i * 3 + 1] = hex[(unsigned char)out[i] >> 4];
+			enc[i * 3 + 2] = hex[(unsigned char)out[i] & 15];
+		}
 		m = pct_decode(enc, (size_t)n * 3, again, (size_t)n + 1,
 		    plus_is_space);
 		check(m == n && memcmp(again, out, (size_t)n + 1) == 0);
