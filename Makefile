@@ -62,10 +62,12 @@ check: $(UNIT)
 	@tests/run-unit.sh $(UNIT)
 
 # Everything: installs what is missing (as root) or says what to install,
-# then the unit tests and the integration suite on real servers.
+# then the unit tests, the integration suite on real servers (against this
+# build, then against the sanitizer build) and a short fuzz run (30 s per
+# target, unless FUZZ_SECONDS says otherwise).
 test:
 	@./deploy.sh deps --check --test >/dev/null 2>&1 || ./deploy.sh deps --test
-	@$(MAKE) --no-print-directory all $(UNIT)
+	@$(MAKE) --no-print-directory all asan fuzz-build $(UNIT)
 	@tests/run-all.sh $(UNIT)
 
 deps:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# make test: the unit tests (cmocka binaries given as arguments), then the
-# integration suite against real nginx, Postgres and Redis. Ends with one
-# line for CI: "N passed, N failed".
+# make test: the unit tests (cmocka binaries given as arguments), the
+# integration suite against real nginx, Postgres and Redis, the same suite
+# against the sanitizer build (build/asan/: its lines read "ok N asan: ..."),
+# then each fuzz target of build/fuzz/ for FUZZ_SECONDS (30 here). Ends
+# with one line for CI: "N passed, N failed".
 set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 out=$(mktemp)
@@ -11,6 +13,19 @@ echo "# unit tests"
 "$REPO/tests/run-unit.sh" "$@" 2>&1 | tee -a "$out"
 echo "# integration tests"
 "$REPO/tests/run-integration.sh" 2>&1 | tee -a "$out"
+echo "# integration tests against the sanitizer build (ASan, LeakSanitizer, UBSan)"
+"$REPO/tests/run-integration.sh" --asan 2>&1 | tee -a "$out"
+export FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+echo "# fuzzing, $FUZZ_SECONDS s per target"
+fuzz=()
+for f in "$REPO"/build/fuzz/fuzz_*; do
+	[[ -f $f && -x $f && ${f##*/} != *.* ]] && fuzz+=("$f")
+done
+if ((${#fuzz[@]} > 0)); then
+	"$REPO/tests/run-fuzz.sh" "${fuzz[@]}" 2>&1 | tee -a "$out"
+else
+	echo "not ok - fuzz: no targets in build/fuzz/ (make fuzz-build)" | tee -a "$out"
+fi
 
 # cmocka's TAP numbers each group's tests ("ok 3 - name"); its group lines
 # are comments ("# ok - query"). Skipped tests count as neither.
