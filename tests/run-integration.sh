@@ -342,7 +342,7 @@ main() {
     asan_setup || return
   fi
 
-  export STATE_DIR=$T/state PORT=$port WORKERS=2 CACHE_TTL=5 CACHE_PREFIX=orders: ORDERS_ROWS=12000 ORDERS_TEST_HOOKS=1 LOG_LEVEL=debug
+  export STATE_DIR=$T/state PORT=$port WORKERS=2 CACHE_TTL=5 CACHE_PREFIX=orders: ORDERS_ROWS=12000 ORDERS_TEST_HOOKS=1 LOG_LEVEL=debug CACHE_WAIT_MS=1500
   unset DATABASE_URL REDIS_URL
   local rc=0 started=$SECONDS
   run_detached "$T/deploy.log" timeout -k 10 "$DEPLOY_TIMEOUT" ./deploy.sh || rc=$?
