@@ -555,9 +555,10 @@ psql_admin() {
 	psql -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKDIR" -p "$S_PG_PORT" -U postgres "$@"
 }
 
-# pg_load_local: database, schema, role and data, each only where missing.
-# The data go in only together with the table (one transaction), so they
-# are loaded exactly once: on the deploy that creates the table.
+# pg_load_local: database, schema, role and data, each only where missing;
+# on a later deploy the schema is brought up to date. The data go in only
+# together with the table (one transaction), so they are loaded exactly
+# once: on the deploy that creates the table.
 pg_load_local() {
 	local has
 	has=$(psql_admin -d postgres -tAc "SELECT count(*) FROM pg_database WHERE datname = 'orders'")
@@ -581,6 +582,11 @@ pg_load_local() {
 		EOF
 		return 0
 	fi
+	# schema.sql is idempotent: a table from an earlier deploy gains what
+	# was added since (the idempotency_key column) on the next deploy.
+	PGOPTIONS='-c client_min_messages=warning' \
+		psql_admin -d orders -1 -f "$REPO/sql/schema.sql" ||
+		die "postgres: cannot apply sql/schema.sql"
 	has=$(psql_admin -d orders -tAc "SELECT count(*) FROM pg_roles WHERE rolname = 'orders_app'")
 	if [[ $has == 0 ]]; then
 		msg "postgres: creating role orders_app"
