@@ -241,6 +241,49 @@ order_parse(const char *body, size_t len, struct new_order *o, char *err,
 	return rc;
 }
 
+int
+order_key_check(const char *key, char *err, size_t errlen)
+{
+	size_t i, len = strlen(key);
+
+	if (len == 0) {
+		snprintf(err, errlen, "Idempotency-Key must not be empty");
+		return 400;
+	}
+	if (len > ORDER_KEY_MAX) {
+		snprintf(err, errlen, "Idempotency-Key must be at most %d bytes",
+		    ORDER_KEY_MAX);
+		return 400;
+	}
+	for (i = 0; i < len; i++)
+		if ((unsigned char)key[i] < 0x21 ||
+		    (unsigned char)key[i] > 0x7e) {
+			snprintf(err, errlen, "Idempotency-Key may contain only "
+			    "visible ASCII characters (no spaces, no control "
+			    "characters)");
+			return 400;
+		}
+	return 0;
+}
+
+/* Postgres's text of a numeric(12,2) ("12.50"), in cents; -1 if not one. */
+static int64_t
+row_cents(const char *text)
+{
+	int64_t cents;
+
+	return valid_money(text, strlen(text), &cents) == MONEY_OK ? cents : -1;
+}
+
+int
+order_matches(const struct new_order *o, const struct order_row *r)
+{
+	return o->customerid == r->customerid &&
+	    o->net_cents == row_cents(r->netamount) &&
+	    o->tax_cents == row_cents(r->tax) &&
+	    (!o->has_date || strcmp(o->orderdate, r->orderdate) == 0);
+}
+
 static int
 render(json_object *o, struct buf *out)
 {

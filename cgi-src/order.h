@@ -1,6 +1,7 @@
 /*
- * The order resource: the validated body of POST /orders, and the JSON
- * rendering of a stored order. Pure code (json-c only), unit-tested.
+ * The order resource: the validated body of POST /orders and its
+ * Idempotency-Key, and the JSON rendering of a stored order. Pure code
+ * (json-c only), unit-tested.
  */
 #ifndef ORDERS_ORDER_H
 #define ORDERS_ORDER_H
@@ -40,6 +41,22 @@ struct order_row {
  */
 int order_parse(const char *body, size_t len, struct new_order *o, char *err,
     size_t errlen);
+
+#define ORDER_KEY_MAX	255	/* bytes of an Idempotency-Key */
+
+/*
+ * Checks an Idempotency-Key (NUL-terminated, as the client sent it): 1 to
+ * ORDER_KEY_MAX bytes of visible ASCII, 0x21 to 0x7E. 0, or 400 with a
+ * message in err (which never quotes the key).
+ */
+int order_key_check(const char *key, char *err, size_t errlen);
+
+/*
+ * Whether the stored order r is the one o asks for: the same customerid,
+ * netamount and tax (compared in cents, exactly), and the same orderdate
+ * when o names one. What a retry with the same Idempotency-Key must match.
+ */
+int order_matches(const struct new_order *o, const struct order_row *r);
 
 /* Appends {"count": n} to out. 0 on success. */
 int order_count_to_json(int64_t n, struct buf *out);
