@@ -38,6 +38,22 @@ static const char SQL_INSERT[] =
     " VALUES (COALESCE($1::date, current_date), $2::int, $3::numeric,"
     " $4::numeric, $5::numeric) RETURNING " ORDER_COLUMNS;
 
+/*
+ * DO NOTHING waits for a concurrent insert of the same key to commit or
+ * roll back, then inserts or returns no row: never a unique violation.
+ */
+static const char SQL_INSERT_KEYED[] =
+    "INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount,"
+    " idempotency_key)"
+    " VALUES (COALESCE($1::date, current_date), $2::int, $3::numeric,"
+    " $4::numeric, $5::numeric, $6::text)"
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING " ORDER_COLUMNS;
+
+static const char SQL_GET_BY_KEY[] =
+    "SELECT " ORDER_COLUMNS " FROM orders WHERE idempotency_key = $1::text";
+
+#define KEYED_ROUNDS	3	/* an insert and a look-up each */
+
 static const char SQL_DELETE[] = "DELETE FROM orders WHERE orderid = $1::int";
 
 struct db *
@@ -280,6 +296,28 @@ row_to_order(const PGresult *res, struct order_row *out)
 	    "totalamount");
 }
 
+/*
+ * Runs a statement that returns at most one order: DB_OK with out filled,
+ * DB_NOTFOUND when it returned none.
+ */
+static enum db_status
+db_one_order(struct db *db, enum exec_kind kind, const char *sql,
+    int nparams, const char *const *params, struct order_row *out)
+{
+	PGresult *res;
+	enum db_status st;
+
+	st = db_exec(db, kind, sql, nparams, params, PGRES_TUPLES_OK, &res);
+	if (st != DB_OK)
+		return st;
+	if (PQntuples(res) == 0)
+		st = DB_NOTFOUND;
+	else
+		row_to_order(res, out);
+	PQclear(res);
+	return st;
+}
+
 enum db_status
 db_count_orders(struct db *db, const struct criteria *c, int64_t *count)
 {
@@ -307,42 +345,74 @@ db_get_order(struct db *db, int32_t orderid, struct order_row *out)
 {
 	char id[16];
 	const char *params[1] = { id };
-	PGresult *res;
-	enum db_status st;
 
 	snprintf(id, sizeof(id), "%d", (int)orderid);
-	st = db_exec(db, EXEC_READ, SQL_GET, 1, params, PGRES_TUPLES_OK, &res);
-	if (st != DB_OK)
-		return st;
-	if (PQntuples(res) == 0)
-		st = DB_NOTFOUND;
-	else
-		row_to_order(res, out);
-	PQclear(res);
-	return st;
+	return db_one_order(db, EXEC_READ, SQL_GET, 1, params, out);
+}
+
+/* The parameters of SQL_INSERT ($1..$5) and SQL_INSERT_KEYED ($1..$6). */
+struct insert_params {
+	char		 cust[16], net[24], tax[24], total[24];
+	const char	*v[6];
+};
+
+static void
+insert_params(struct insert_params *p, const struct new_order *o,
+    const char *key)
+{
+	snprintf(p->cust, sizeof(p->cust), "%d", (int)o->customerid);
+	p->v[0] = o->has_date ? o->orderdate : NULL;
+	p->v[1] = p->cust;
+	p->v[2] = money_format(o->net_cents, p->net, sizeof(p->net));
+	p->v[3] = money_format(o->tax_cents, p->tax, sizeof(p->tax));
+	p->v[4] = money_format(o->total_cents, p->total, sizeof(p->total));
+	p->v[5] = key;
 }
 
 enum db_status
 db_insert_order(struct db *db, const struct new_order *o,
     struct order_row *out)
 {
-	char cust[16], net[24], tax[24], total[24];
-	const char *params[5];
-	PGresult *res;
+	struct insert_params p;
 	enum db_status st;
 
-	snprintf(cust, sizeof(cust), "%d", (int)o->customerid);
-	params[0] = o->has_date ? o->orderdate : NULL;
-	params[1] = cust;
-	params[2] = money_format(o->net_cents, net, sizeof(net));
-	params[3] = money_format(o->tax_cents, tax, sizeof(tax));
-	params[4] = money_format(o->total_cents, total, sizeof(total));
-	st = db_exec(db, EXEC_WRITE, SQL_INSERT, 5, params, PGRES_TUPLES_OK, &res);
-	if (st != DB_OK)
-		return st;
-	row_to_order(res, out);
-	PQclear(res);
-	return DB_OK;
+	insert_params(&p, o, NULL);
+	st = db_one_order(db, EXEC_WRITE, SQL_INSERT, 5, p.v, out);
+	return st == DB_NOTFOUND ? DB_ERROR : st;
+}
+
+/*
+ * Each round is two statements. When the insert does nothing, the key's
+ * order was committed by someone else, perhaps while the insert waited on
+ * it; only a new statement's snapshot is sure to see it (a CTE of the
+ * insert would share the insert's snapshot, taken before). Between the
+ * two, that order may be deleted: its key is then free again, and the
+ * next round inserts.
+ */
+enum db_status
+db_insert_order_keyed(struct db *db, const struct new_order *o,
+    const char *key, struct order_row *out, int *created)
+{
+	struct insert_params p;
+	enum db_status st;
+	int round;
+
+	insert_params(&p, o, key);
+	for (round = 0; round < KEYED_ROUNDS; round++) {
+		st = db_one_order(db, EXEC_WRITE, SQL_INSERT_KEYED, 6, p.v, out);
+		if (st != DB_NOTFOUND) {
+			*created = 1;
+			return st;
+		}
+		st = db_one_order(db, EXEC_READ, SQL_GET_BY_KEY, 1, &key, out);
+		if (st != DB_NOTFOUND) {
+			*created = 0;
+			return st;
+		}
+	}
+	log_warn("postgres: the order of an Idempotency-Key was deleted "
+	    "under us %d times in a row", KEYED_ROUNDS);
+	return DB_UNAVAILABLE;
 }
 
 enum db_status

@@ -34,6 +34,15 @@ enum db_status db_get_order(struct db *db, int32_t orderid,
     struct order_row *out);
 enum db_status db_insert_order(struct db *db, const struct new_order *o,
     struct order_row *out);
+/*
+ * Inserts o under an Idempotency-Key (checked already) unless an order
+ * holds that key: then *created is 0 and out is that order, as stored;
+ * else *created is 1 and out is the new one. Of any number of concurrent
+ * calls with one key, at most one inserts. DB_UNAVAILABLE also when the
+ * order holding the key was deleted under us three times in a row.
+ */
+enum db_status db_insert_order_keyed(struct db *db, const struct new_order *o,
+    const char *key, struct order_row *out, int *created);
 enum db_status db_delete_order(struct db *db, int32_t orderid);
 enum db_status db_ping(struct db *db);
 

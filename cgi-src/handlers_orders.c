@@ -139,20 +139,20 @@ handle_get_order(struct exchange *x)
 	answer_cached(x, &orders_ns_order, id, load_order, &job);
 }
 
-void
-handle_create_order(struct exchange *x)
+/*
+ * The body of POST /orders, read and checked. 0, or the status already
+ * answered.
+ */
+static int
+read_new_order(struct exchange *x, struct new_order *order)
 {
-	struct new_order order;
-	struct order_row row;
-	enum db_status st;
 	char err[160];
-	double t0;
 	int status;
 
 	if (!http_is_json(x->req) && x->req->content_length > 0) {
 		http_error(x->resp, 415, "the body must be JSON "
 		    "(Content-Type: application/json)");
-		return;
+		return 415;
 	}
 	status = http_read_body(x->in, x->req, &x->app->body, err,
 	    sizeof(err));
@@ -163,25 +163,84 @@ handle_create_order(struct exchange *x)
 	}
 	if (status == 0)
 		status = order_parse(x->app->body.data, x->app->body.len,
-		    &order, err, sizeof(err));
-	if (status != 0) {
+		    order, err, sizeof(err));
+	if (status != 0)
 		http_error(x->resp, status, err);
-		return;
+	return status;
+}
+
+/*
+ * The request's Idempotency-Key: 0 with *key NULL (none) or the checked
+ * key, or the status already answered.
+ */
+static int
+read_key(struct exchange *x, const char **key)
+{
+	char err[160];
+	int status;
+
+	*key = x->req->idempotency_key;
+	if (*key == NULL)
+		return 0;
+	if (x->req->idempotency_keys > 1) {
+		http_error(x->resp, 400, "Idempotency-Key must be sent once");
+		return 400;
 	}
+	if ((status = order_key_check(*key, err, sizeof(err))) != 0)
+		http_error(x->resp, status, err);
+	return status;
+}
+
+/* 201 with the order and its Location. 0, or -1 (answered 500). */
+static int
+answer_created(struct exchange *x, const struct order_row *row)
+{
+	if (order_to_json(row, &x->resp->body) == -1) {
+		http_error(x->resp, 500, "internal error");
+		return -1;
+	}
+	http_json(x->resp, 201);
+	http_header(x->resp, "Location", "/orders/%d", (int)row->orderid);
+	return 0;
+}
+
+/*
+ * With an Idempotency-Key, a retry of a request that created an order gets
+ * that order again, as it is stored; nothing is inserted, so nothing is
+ * invalidated. The same key with another order is the client's mistake.
+ */
+void
+handle_create_order(struct exchange *x)
+{
+	struct new_order order;
+	struct order_row row;
+	enum db_status st;
+	const char *key;
+	int created = 1;
+	double t0;
+
+	if (read_key(x, &key) != 0 || read_new_order(x, &order) != 0)
+		return;
 	t0 = clock_ms();
-	st = db_insert_order(x->app->db, &order, &row);
+	if (key == NULL)
+		st = db_insert_order(x->app->db, &order, &row);
+	else
+		st = db_insert_order_keyed(x->app->db, &order, key, &row,
+		    &created);
 	x->resp->db_ms += clock_ms() - t0;
 	if (st != DB_OK) {
 		answer_failure(x, from_db_status(st));
 		return;
 	}
-	invalidate_order(x, row.orderid);
-	if (order_to_json(&row, &x->resp->body) == -1) {
-		http_error(x->resp, 500, "internal error");
+	if (created)
+		invalidate_order(x, row.orderid);
+	else if (!order_matches(&order, &row)) {
+		http_error(x->resp, 422, "this Idempotency-Key was already "
+		    "used for a different order");
 		return;
 	}
-	http_json(x->resp, 201);
-	http_header(x->resp, "Location", "/orders/%d", (int)row.orderid);
+	if (answer_created(x, &row) == 0 && !created)
+		http_header(x->resp, "Idempotent-Replayed", "true");
 }
 
 void

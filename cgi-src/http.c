@@ -27,6 +27,25 @@ param(char **envp, const char *name)
 	return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
+/*
+ * The first value of a request header's parameter (HTTP_...), even an
+ * empty one, and in *count how many times it came.
+ */
+static const char *
+header_param(char **envp, const char *name, int *count)
+{
+	const char *first = NULL;
+	size_t n = strlen(name);
+
+	*count = 0;
+	for (; envp != NULL && *envp != NULL; envp++)
+		if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=') {
+			if ((*count)++ == 0)
+				first = *envp + n + 1;
+		}
+	return first;
+}
+
 /* A decimal Content-Length with nothing else; -1 if not one. */
 static long long
 parse_length(const char *s)
@@ -74,6 +93,8 @@ http_request_parse(char **envp, struct request *r, char *err, size_t errlen)
 	r->path[plen] = '\0';
 	r->query = param(envp, "QUERY_STRING");
 	r->content_type = param(envp, "CONTENT_TYPE");
+	r->idempotency_key = header_param(envp, "HTTP_IDEMPOTENCY_KEY",
+	    &r->idempotency_keys);
 	if ((cl = param(envp, "CONTENT_LENGTH")) != NULL &&
 	    (r->content_length = parse_length(cl)) < 0) {
 		snprintf(err, errlen, "malformed Content-Length");

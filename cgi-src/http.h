@@ -33,6 +33,14 @@ struct request {
 	const char	*content_type;	/* or NULL */
 	long long	 content_length;	/* -1 when absent */
 	const char	*request_id;	/* nginx's $request_id, or NULL */
+	/*
+	 * Idempotency-Key as the client sent it, unchecked: NULL when absent,
+	 * "" when empty. nginx (before 1.23) passes a repeated header once
+	 * per line, and we would see only the first: idempotency_keys counts
+	 * them, so that a handler can refuse two.
+	 */
+	const char	*idempotency_key;
+	int		 idempotency_keys;
 };
 
 struct response {
