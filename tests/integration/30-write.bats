@@ -128,19 +128,181 @@ load helpers
   assert_eq "rows for customer $c in Postgres" 0 "$(rows_of "$c")"
 }
 
-@test "Idempotency-Key: a retry returns the first order and inserts nothing" {
-  skip "Idempotency-Key comes with issue 4 (retries without duplicates)"
+# ---------------------------------------------------------------- Idempotency-Key
+# A key lives with its order: unique in orders.idempotency_key, gone when the
+# order is deleted. Keys here are [a-z0-9-] only, so they go into SQL as is.
+
+# key_rows KEY: how many orders hold KEY.
+key_rows() { psqlc "SELECT count(*) FROM orders WHERE idempotency_key = '$1'"; }
+
+# new_key: a key no order holds.
+new_key() { printf 'it-%s-%s%s' "$BATS_TEST_NUMBER" "$RANDOM$RANDOM" "$RANDOM"; }
+
+# gen_now KIND: the cache's generation counter of KIND (count, id); 0 unset.
+gen_now() { local g; g=$(rcli GET "$(ckey "gen:$1")"); echo "${g:-0}"; }
+gen_reached() { (($(gen_now "$1") >= $2)); }
+
+@test "Idempotency-Key: a retry gets the first order (201, Idempotent-Replayed), inserts and invalidates nothing" {
   c=$(fresh_customer)
-  key="it-$c-$RANDOM$RANDOM"
+  key=$(new_key)
+  g0=$(gen_now count)
   post_json "{\"customerid\": $c, \"netamount\": 7, \"tax\": 0.7}" -H "Idempotency-Key: $key"
   assert_status 201
+  if has_header Idempotent-Replayed; then flunk "the first POST is no replay"; fi
+  id=$(jq -r .orderid <<<"$body")
   first=$(jq -cS . <<<"$body")
-  post_json "{\"customerid\": $c, \"netamount\": 7, \"tax\": 0.7}" -H "Idempotency-Key: $key"
-  assert_status 200 201
+  assert_eq "orders holding the key after the first POST" 1 "$(key_rows "$key")"
+  assert_eq "the key's order" "$id" "$(psqlc "SELECT orderid FROM orders WHERE idempotency_key = '$key'")"
+  # The first POST invalidated twice: the worker, then the invalidator on
+  # its NOTIFY. Let both land, so that a move seen later is the retry's.
+  wait_for 5 gen_reached count "$((g0 + 2))" || flunk "$(ckey gen:count) did not reach $((g0 + 2))"
+  g1=$(gen_now count)
+
+  post_json "{\"customerid\": $c, \"netamount\": 7.00, \"tax\": 0.70}" -H "Idempotency-Key: $key"
+  assert_status 201
+  assert_json_type
+  assert_header Idempotent-Replayed true
+  assert_header Location "/orders/$id"
   assert_eq "the retry's body" "$first" "$(jq -cS . <<<"$body")"
   assert_eq "rows for customer $c after a retried POST" 1 "$(rows_of "$c")"
-  # a different key is a different order
+  assert_eq "orders holding the key after the retry" 1 "$(key_rows "$key")"
+  sleep 0.5 # time for an invalidation (the worker's, a NOTIFY's) to show
+  assert_eq "$(ckey gen:count) after the retry (no write, no invalidation)" "$g1" "$(gen_now count)"
+
+  # GET's body does not carry the key
+  req GET "/orders/$id"
+  assert_status 200
+  assert_json_eq 'keys' '["customerid","netamount","orderdate","orderid","tax","totalamount"]'
+
+  # another key is another order
   post_json "{\"customerid\": $c, \"netamount\": 7, \"tax\": 0.7}" -H "Idempotency-Key: $key-2"
   assert_status 201
+  if has_header Idempotent-Replayed; then flunk "a new key is no replay"; fi
   assert_eq "rows for customer $c after a POST with another key" 2 "$(rows_of "$c")"
+  # and no key, as before, a new order each time
+  post_json "{\"customerid\": $c, \"netamount\": 7, \"tax\": 0.7}"
+  assert_status 201
+  post_json "{\"customerid\": $c, \"netamount\": 7, \"tax\": 0.7}"
+  assert_status 201
+  assert_eq "rows for customer $c after two POSTs without a key" 4 "$(rows_of "$c")"
+  assert_eq "orders of customer $c with a NULL key" 2 "$(psqlc "SELECT count(*) FROM orders WHERE customerid = $c AND idempotency_key IS NULL")"
+}
+
+@test "Idempotency-Key: the same key with a different order is 422 JSON, and nothing is inserted" {
+  c=$(fresh_customer)
+  c2=$(fresh_customer)
+  key=$(new_key)
+  post_json "{\"customerid\": $c, \"netamount\": 10, \"tax\": 1, \"orderdate\": \"2004-02-29\"}" -H "Idempotency-Key: $key"
+  assert_status 201
+  id=$(jq -r .orderid <<<"$body")
+  for other in \
+    "{\"customerid\": $c2, \"netamount\": 10, \"tax\": 1}" \
+    "{\"customerid\": $c, \"netamount\": 10.01, \"tax\": 1}" \
+    "{\"customerid\": $c, \"netamount\": 10, \"tax\": 0.99}" \
+    "{\"customerid\": $c, \"netamount\": 10, \"tax\": 1, \"orderdate\": \"2004-03-01\"}"; do
+    post_json "$other" -H "Idempotency-Key: $key"
+    assert_error_json 422
+    assert_json '.error | test("Idempotency-Key")'
+    if has_header Location; then flunk "a 422 has no Location"; fi
+  done
+  assert_eq "rows for customer $c" 1 "$(rows_of "$c")"
+  assert_eq "rows for customer $c2" 0 "$(rows_of "$c2")"
+  assert_eq "orders holding the key" 1 "$(key_rows "$key")"
+  assert_eq "the key's order, unchanged" "$id|$c|10.00|1.00|2004-02-29" \
+    "$(psqlc "SELECT orderid, customerid, netamount, tax, to_char(orderdate, 'YYYY-MM-DD') FROM orders WHERE idempotency_key = '$key'")"
+  # the stored date, or none, is the same order
+  for same in \
+    "{\"customerid\": $c, \"netamount\": 10, \"tax\": 1, \"orderdate\": \"2004-02-29\"}" \
+    "{\"tax\": 1.00, \"customerid\": $c, \"netamount\": 10.0}"; do
+    post_json "$same" -H "Idempotency-Key: $key"
+    assert_status 201
+    assert_header Idempotent-Replayed true
+    assert_json_eq .orderid "$id"
+  done
+  assert_eq "rows for customer $c" 1 "$(rows_of "$c")"
+}
+
+@test "Idempotency-Key: 400 JSON for an empty, 256-byte, spaced, control-character, non-ASCII or repeated key; 255 bytes are fine" {
+  c=$(fresh_customer)
+  json="{\"customerid\": $c, \"netamount\": 3, \"tax\": 0}"
+  long=$(printf 'k%.0s' $(seq 1 256))
+  n0=$(rows_total)
+  post_json "$json" -H 'Idempotency-Key;' # curl: the header, empty
+  assert_error_json 400
+  assert_json '.error | test("Idempotency-Key")'
+  post_json "$json" -H "Idempotency-Key: $long"
+  assert_error_json 400
+  assert_json '.error | test("Idempotency-Key")'
+  for bad in 'a b' $'a\tb' $'a\x01b' $'a\x7fb' 'café'; do
+    post_json "$json" -H "Idempotency-Key: $bad"
+    assert_error_json 400
+    assert_json '.error | test("Idempotency-Key")'
+  done
+  post_json "$json" -H 'Idempotency-Key: one' -H 'Idempotency-Key: two'
+  assert_error_json 400
+  assert_json '.error | test("Idempotency-Key")'
+  assert_eq "rows for customer $c after bad keys" 0 "$(rows_of "$c")"
+  assert_eq "orders with a key like one or two" 0 "$(psqlc "SELECT count(*) FROM orders WHERE idempotency_key IN ('one', 'two', 'one, two')")"
+  # 255 bytes, and every visible ASCII character, are keys
+  post_json "$json" -H "Idempotency-Key: ${long:1}"
+  assert_status 201
+  assert_eq "orders holding the 255-byte key" 1 "$(key_rows "${long:1}")"
+  odd="!\"#\$%&'()*+,-./:;<=>?@[\\]^_\`{|}~$RANDOM"
+  post_json "$json" -H "Idempotency-Key: $odd"
+  assert_status 201
+  id=$(jq -r .orderid <<<"$body")
+  assert_eq "the key stored for order $id, byte for byte" "$odd" \
+    "$(psqlc "SELECT idempotency_key FROM orders WHERE orderid = $id")"
+  assert_eq "rows added in all" "$((n0 + 2))" "$(rows_total)"
+  good_requests_follow
+}
+
+@test "Idempotency-Key: 20 concurrent POSTs with one key insert one order; all 201 with its orderid" {
+  c=$(fresh_customer)
+  key=$(new_key)
+  d=$BATS_TEST_TMPDIR/idem
+  mkdir -p "$d"
+  for i in $(seq 1 20); do
+    printf 'url = "%s"\noutput = "%s"\n' "$BASE/orders" "$d/body.$i"
+  done >"$d/urls"
+  # One curl sends all 20 at once (see 70-consistency.bats on why not 20
+  # processes).
+  curl -s --parallel --parallel-immediate --parallel-max 20 --max-time 15 \
+    -H 'Content-Type: application/json' -H "Idempotency-Key: $key" \
+    --data-binary "{\"customerid\": $c, \"netamount\": 4.2, \"tax\": 0.42}" \
+    -w '%{http_code} %{filename_effective} %header{idempotent-replayed}\n' \
+    -K "$d/urls" >"$d/out"
+  assert_eq "orders holding the key" 1 "$(key_rows "$key")"
+  assert_eq "rows for customer $c" 1 "$(rows_of "$c")"
+  id=$(psqlc "SELECT orderid FROM orders WHERE idempotency_key = '$key'")
+  n=0 fresh=0
+  while read -r st file replayed; do
+    n=$((n + 1))
+    assert_eq "status of the answer in $file" 201 "$st"
+    assert_eq "orderid in $file" "$id" "$(jq -r .orderid "$file")"
+    [[ $replayed == true ]] || fresh=$((fresh + 1))
+  done <"$d/out"
+  assert_eq "answers" 20 "$n"
+  assert_eq "answers that are not replays (the one insert)" 1 "$fresh"
+}
+
+@test "Idempotency-Key: the key lives with its order; after DELETE a retry inserts a new order" {
+  c=$(fresh_customer)
+  key=$(new_key)
+  json="{\"customerid\": $c, \"netamount\": 5, \"tax\": 0.5}"
+  post_json "$json" -H "Idempotency-Key: $key"
+  assert_status 201
+  id=$(jq -r .orderid <<<"$body")
+  req DELETE "/orders/$id"
+  assert_status 204
+  assert_eq "orders holding the key after DELETE" 0 "$(key_rows "$key")"
+  post_json "$json" -H "Idempotency-Key: $key"
+  assert_status 201
+  if has_header Idempotent-Replayed; then flunk "the deleted order's key is free: no replay"; fi
+  id2=$(jq -r .orderid <<<"$body")
+  [[ $id2 != "$id" ]] || flunk "the retry after DELETE answered the deleted order $id"
+  assert_eq "the key's order now" "$id2" "$(psqlc "SELECT orderid FROM orders WHERE idempotency_key = '$key'")"
+  assert_eq "rows for customer $c" 1 "$(rows_of "$c")"
+  req GET "/orders/$id2"
+  assert_status 200
 }
