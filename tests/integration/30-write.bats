@@ -306,3 +306,31 @@ gen_reached() { (($(gen_now "$1") >= $2)); }
   req GET "/orders/$id2"
   assert_status 200
 }
+
+@test "Idempotency-Key: ./deploy.sh gives a table from an earlier deploy the column, its index and its check" {
+  # The table as an earlier deploy left it: no idempotency_key (dropping
+  # the column drops its index and constraint too).
+  psql_super 'ALTER TABLE orders DROP COLUMN idempotency_key'
+  rows=$(rows_total)
+  deploy_sh || {
+    show_deploy_log
+    flunk "./deploy.sh on a table without idempotency_key failed"
+  }
+  assert_eq "rows in orders after ./deploy.sh" "$rows" "$(rows_total)"
+  assert_eq "the column" "idempotency_key|text" \
+    "$(psql_super "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+                   WHERE attrelid = 'orders'::regclass AND attname = 'idempotency_key' AND NOT attisdropped")"
+  assert_eq "its unique index" "t" \
+    "$(psql_super "SELECT indisunique FROM pg_index WHERE indexrelid = 'orders_idempotency_key_key'::regclass")"
+  run psql_super "INSERT INTO orders (customerid, netamount, tax, totalamount, idempotency_key) VALUES (1, 0, 0, 0, '')"
+  [[ $status != 0 && $output == *orders_idempotency_key_length* ]] ||
+    flunk "an empty key was not refused by the CHECK: $output"
+  c=$(fresh_customer)
+  key=$(new_key)
+  for i in 1 2; do
+    post_json "{\"customerid\": $c, \"netamount\": 1, \"tax\": 0}" -H "Idempotency-Key: $key"
+    assert_status 201
+  done
+  assert_header Idempotent-Replayed true
+  assert_eq "rows for customer $c" 1 "$(rows_of "$c")"
+}
