@@ -34,7 +34,7 @@ obj	= $(1:%=$(BUILD)/obj/%.o)
 PURE	= buf valid query order route cache kv log config keys
 UNIT	= $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check test clean deps asan fuzz fuzz-build
+.PHONY: all check test clean deps asan fuzz fuzz-build faults
 
 all: $(BUILD)/orders-worker $(BUILD)/orders-invalidator
 
@@ -69,6 +69,12 @@ test:
 	@./deploy.sh deps --check --test >/dev/null 2>&1 || ./deploy.sh deps --test
 	@$(MAKE) --no-print-directory all asan fuzz-build $(UNIT)
 	@tests/run-all.sh $(UNIT)
+
+# The fault suite: Redis, Postgres and workers failing under load, with a
+# table of what it measured. Minutes; not part of make test.
+faults: all
+	@./deploy.sh deps --check --test >/dev/null 2>&1 || ./deploy.sh deps --test
+	@tests/run-integration.sh --suite faults
 
 deps:
 	./deploy.sh deps --test

@@ -4,9 +4,12 @@
 # directory on a free loopback port, run tests/integration/*.bats against
 # it, and always stop it again.
 #
-#   tests/run-integration.sh [--asan] [FILTER]
+#   tests/run-integration.sh [--asan] [--suite integration|faults] [FILTER]
 #
-# FILTER goes to `bats --filter`. --asan runs the stack on the sanitizer
+# --suite faults runs tests/faults/ (make faults) instead of
+# tests/integration/, with the deployed defaults and four workers, and
+# prints the table of what each fault measured. FILTER goes to
+# `bats --filter`. --asan runs the stack on the sanitizer
 # build (make asan: build/asan/orders-worker and orders-invalidator, with
 # ASan, LeakSanitizer and UBSan), names each TAP line "asan: ...", and
 # after the stack has stopped (LeakSanitizer reports at exit) turns every
@@ -24,10 +27,22 @@ set -o pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$REPO" || exit 2
 ASAN=''
-if [[ ${1-} == --asan ]]; then
-  ASAN=1
+SUITE=integration
+while [[ ${1-} == --* ]]; do
+  case $1 in
+  --asan) ASAN=1 ;;
+  --suite)
+    SUITE=${2-}
+    shift
+    ;;
+  *) break ;;
+  esac
   shift
-fi
+done
+[[ -d tests/$SUITE && $SUITE != */* ]] || {
+  echo "usage: tests/run-integration.sh [--asan] [--suite integration|faults] [FILTER]" >&2
+  exit 2
+}
 FILTER=${1-}
 LABEL=${ASAN:+asan: } # names this run's TAP lines
 SAN_DIR=''            # --asan: where the sanitizers write their reports
@@ -289,6 +304,24 @@ sanitizer_fail() {
 
 # ---------------------------------------------------------------- summary
 
+# fault_table FILE: the fault suite's rows ("fault|reads|failed|acked|
+# write failures|lost|recovery|note"), as a table of TAP comments.
+fault_table() {
+  note "" "what the fault suite measured:"
+  {
+    echo "fault|reads|reads failed|writes acked|write attempts failed|acked writes lost|recovery|note"
+    cat "$1"
+  } | awk -F'|' '
+    { for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } n = NR; nf = NF }
+    END {
+      for (r = 1; r <= n; r++) {
+        line = ""
+        for (i = 1; i <= nf; i++) line = line sprintf("%-" w[i] "s  ", cell[r, i])
+        sub(/ +$/, "", line); print "# " line
+      }
+    }'
+}
+
 summary() {
   local passed failed skipped line
   passed=$(printf '%s' "$TAP" | awk '/^ok / && !/# *[Ss][Kk][Ii][Pp]/ { n++ } END { print n + 0 }')
@@ -343,6 +376,13 @@ main() {
   fi
 
   export STATE_DIR=$T/state PORT=$port WORKERS=2 CACHE_TTL=5 CACHE_PREFIX=orders: ORDERS_ROWS=12000 ORDERS_TEST_HOOKS=1 LOG_LEVEL=debug CACHE_WAIT_MS=1500
+  if [[ $SUITE == faults ]]; then
+    # the service as deployed (default timeouts), a pool of four, and a
+    # report that each fault adds a row to
+    export WORKERS=4 CACHE_TTL=30 LOG_LEVEL=info CACHE_WAIT_MS=500 \
+      REDIS_TIMEOUT_MS=100 STATEMENT_TIMEOUT_MS=5000 FAULT_REPORT=$T/fault-report
+    unset ORDERS_TEST_HOOKS
+  fi
   unset DATABASE_URL REDIS_URL
   local rc=0 started=$SECONDS
   run_detached "$T/deploy.log" timeout -k 10 "$DEPLOY_TIMEOUT" ./deploy.sh || rc=$?
@@ -379,7 +419,7 @@ main() {
   # bats runs in the background so that a signal to this script is handled
   # at once (see on_signal); its output is shown as it comes.
   : >"$T/tap"
-  timeout -k 10 "$SUITE_TIMEOUT" bats "${args[@]}" tests/integration/ >"$T/tap" 2>&1 </dev/null &
+  timeout -k 10 "$SUITE_TIMEOUT" bats "${args[@]}" "tests/$SUITE/" >"$T/tap" 2>&1 </dev/null &
   BATS_PID=$!
   tail -n +1 -f --pid="$BATS_PID" "$T/tap" | label &
   local tail_pid=$!
@@ -387,6 +427,7 @@ main() {
   wait "$tail_pid"
   BATS_PID=''
   TAP+=$(label <"$T/tap")$'\n'
+  [[ -s ${FAULT_REPORT-} ]] && fault_table "$FAULT_REPORT"
   # A failure is easier to understand with what the stack logged around it.
   if grep -q '^not ok' "$T/tap"; then
     local f
