@@ -23,7 +23,7 @@ BUILD	= build
 SRC	= $(wildcard cgi-src/*.c)
 # What both programs link: configuration, logging, the Redis layer, the
 # caching module and what a write makes stale.
-COMMON	= buf valid log config kv cache keys
+COMMON	= buf valid log config breaker kv cache keys
 # The invalidator's own: its main loop and the Postgres layer's LISTEN side.
 INVALIDATOR = invalidator db_notify
 # The worker: every other file (the FastCGI loop, HTTP, routing, handlers,
@@ -31,7 +31,7 @@ INVALIDATOR = invalidator db_notify
 WORKER	= $(filter-out $(COMMON) $(INVALIDATOR),$(SRC:cgi-src/%.c=%))
 obj	= $(1:%=$(BUILD)/obj/%.o)
 # Pure modules the unit tests link against (no FastCGI, no servers).
-PURE	= buf valid query order route cache kv log config keys
+PURE	= buf valid query order route cache breaker kv log config keys
 UNIT	= $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check test clean deps asan fuzz fuzz-build faults
