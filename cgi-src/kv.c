@@ -1,9 +1,57 @@
+/*
+ * The Redis layer. How long Redis may hold a worker, and when it is not
+ * asked at all:
+ *
+ * One operation, one timeout. Each call of kv.h (kv_get, kv_lease, ...)
+ * has REDIS_TIMEOUT_MS in all for the network: the connect, the handshake
+ * (AUTH, SELECT and the SCRIPT LOADs, pipelined: one round trip), its
+ * command or two (EVALSHA, then EVAL on NOSCRIPT) and, when Redis had
+ * closed the connection while we were not using it (a restart), the new
+ * connection and the command again: they get what the EOF left of the
+ * budget, not a timeout of their own. Before each round trip the socket's
+ * timeout is cut to what is left. A timeout is never retried: Redis is
+ * slow or hung, and a second wait would double the cost.
+ *
+ * Failures. A timeout, an I/O error, a connect or a handshake that did
+ * not succeed. An answer, even an error reply, is not one: Redis is there.
+ * A failure drops the connection, so a late reply can never be taken for
+ * the answer to the next command. A connection Redis closed while idle
+ * (EOF, reset, broken pipe) is not a failure but replaced at once, as
+ * above: the first request after a Redis restart is served from the cache.
+ *
+ * One failure per request. After a failure no call goes to Redis for
+ * HOLD_MS: the next calls of the same request (cache.c stops at its first
+ * KV_DOWN anyway, but not every caller need know to) and of the requests
+ * right behind it return KV_DOWN at once rather than each wait a timeout.
+ * HOLD_MS is short enough that BREAKER_THRESHOLD failures in a row still
+ * come well within a second of Redis hanging when requests keep coming: 3 x
+ * 100 ms of timeouts + 2 x 100 ms of hold-off, at the default timeout.
+ *
+ * The circuit breaker (breaker.h), one per process. BREAKER_THRESHOLD
+ * failures in a row open it: for about OPEN_MS (+-JITTER_PCT %, seeded per
+ * process, so that workers do not probe in step), doubling with each
+ * failed probe up to about OPEN_MAX_MS, every call returns KV_DOWN at once,
+ * without a system call. Then the next call is the probe: an answer closes
+ * the breaker, a failure opens it again. Each change is logged once. The
+ * cap is low on purpose: a probe of a hung Redis costs one request one
+ * timeout, every OPEN_MAX_MS at most, while each second of the cap is a
+ * second more without the cache once Redis is back.
+ *
+ * Invalidations are the exception: kv_invalidate goes to Redis whatever
+ * the breaker or the hold-off say (one operation, one timeout, like any
+ * other), and its outcome counts. The breaker is this process's: other
+ * workers may be using Redis meanwhile, and a skipped invalidation would
+ * let them serve what a committed write made stale for a whole TTL. A
+ * write pays for that with one timeout at most.
+ */
 #include "kv.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -12,7 +60,11 @@
 #include "log.h"
 #include "valid.h"
 
-#define RETRY_AFTER_MS	1000
+#define HOLD_MS			100	/* after a failure: no call */
+#define BREAKER_THRESHOLD	3	/* failures in a row: open */
+#define OPEN_MS			1000	/* the first open interval */
+#define OPEN_MAX_MS		2000	/* doubling up to this */
+#define JITTER_PCT		25
 #define MAX_SCRIPT_ITEMS	16
 
 
@@ -90,10 +142,14 @@ static const struct {
 
 struct kv {
 	const struct kv_url	*url;		/* borrowed */
-	struct timeval		 timeout;
+	int			 timeout_ms;	/* one operation's budget */
 	redisContext		*ctx;		/* NULL while disconnected */
-	long long		 retry_at_ms;	/* no connect attempt before */
-	int			 handshaking;	/* AUTH, SELECT, SCRIPT LOAD */
+	double			 deadline_ms;	/* the operation in hand's end */
+	int			 sock_ms;	/* ctx's socket timeout; -1: unset */
+	const char		*lapse;		/* why a step failed, when ctx's
+						   err does not say */
+	char			 errbuf[128];	/* an error reply, for lapse */
+	struct breaker		 breaker;
 	char			 sha[NSCRIPTS][41];
 	unsigned long		 tokens;	/* lease tokens handed out */
 };
@@ -234,13 +290,21 @@ bad:
 struct kv *
 kv_new(const struct kv_url *url, int timeout_ms)
 {
+	static const struct breaker_config bc = {
+		BREAKER_THRESHOLD, HOLD_MS, OPEN_MS, OPEN_MAX_MS, JITTER_PCT
+	};
+	struct timespec ts;
 	struct kv *kv;
 
 	if ((kv = calloc(1, sizeof(*kv))) == NULL)
 		return NULL;
 	kv->url = url;
-	kv->timeout.tv_sec = timeout_ms / 1000;
-	kv->timeout.tv_usec = (timeout_ms % 1000) * 1000;
+	kv->timeout_ms = timeout_ms;
+	kv->sock_ms = -1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	breaker_init(&kv->breaker, &bc, ((unsigned long long)getpid() << 32) ^
+	    (unsigned long long)ts.tv_sec * 1000000000ULL ^
+	    (unsigned long long)ts.tv_nsec ^ (uintptr_t)kv);
 	return kv;
 }
 
@@ -261,19 +325,217 @@ kv_free(struct kv *kv)
 	free(kv);
 }
 
-/* Logs once, drops the connection, and waits a while before the next. */
+enum breaker_state
+kv_breaker_state(const struct kv *kv)
+{
+	return kv->breaker.state;
+}
+
+/* Why the last step failed, in words for the log. */
+static const char *
+kv_reason(const struct kv *kv)
+{
+	if (kv->ctx != NULL && kv->ctx->err) {
+		/* hiredis's word for SO_RCVTIMEO running out (EAGAIN) */
+		if (strstr(kv->ctx->errstr, "temporarily unavailable") != NULL)
+			return "timed out";
+		return kv->ctx->errstr;
+	}
+	return kv->lapse != NULL ? kv->lapse : "unexpected reply";
+}
+
+/* Milliseconds left of the operation's budget, 0 when none. */
+static int
+kv_left_ms(struct kv *kv)
+{
+	double left = kv->deadline_ms - clock_ms();
+
+	if (left < 1) {
+		kv->lapse = "timed out";
+		return 0;
+	}
+	return left >= kv->timeout_ms ? kv->timeout_ms : (int)left + 1;
+}
+
+static struct timeval
+ms_timeval(int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	return tv;
+}
+
+/* Cuts the socket's timeout to what is left of the budget; -1: nothing. */
+static int
+kv_budget(struct kv *kv)
+{
+	int ms;
+
+	if ((ms = kv_left_ms(kv)) == 0)
+		return -1;
+	if (ms != kv->sock_ms) {
+		if (redisSetTimeout(kv->ctx, ms_timeval(ms)) != REDIS_OK)
+			return -1;
+		kv->sock_ms = ms;
+	}
+	return 0;
+}
+
+/*
+ * The operation what failed: says why (unless the connect did already),
+ * drops the connection, and tells the breaker, logging what changed.
+ * Always KV_DOWN. Called once per failed operation, never more.
+ */
 static enum kv_status
 kv_fail(struct kv *kv, const char *what)
 {
 	char msg[128];
 
-	/* No connection: a reconnect already failed, and said why. */
 	if (kv->ctx != NULL)
 		log_warn("redis: %s: %s", what, log_safe(msg, sizeof(msg),
-		    kv->ctx->err ? kv->ctx->errstr : "unexpected reply"));
+		    kv_reason(kv)));
 	kv_disconnect(kv);
-	kv->retry_at_ms = (long long)clock_ms() + RETRY_AFTER_MS;
+	if (breaker_failure(&kv->breaker, clock_ms()) == BREAKER_OPENED)
+		log_warn("redis: circuit open for %d ms after %d failures",
+		    kv->breaker.open_ms, kv->breaker.failures);
 	return KV_DOWN;
+}
+
+/* Redis answered: the breaker closes, if it was not. */
+static void
+kv_answered(struct kv *kv)
+{
+	if (breaker_success(&kv->breaker) == BREAKER_RECLOSED)
+		log_info("redis: circuit closed");
+}
+
+static int
+reply_ok(const redisReply *r)
+{
+	return r != NULL && r->type != REDIS_REPLY_ERROR;
+}
+
+/* An error reply's text, kept for the log (the reply is freed first). */
+static void
+kv_keep_error(struct kv *kv, const redisReply *r)
+{
+	if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+		snprintf(kv->errbuf, sizeof(kv->errbuf), "%s", r->str);
+		kv->lapse = kv->errbuf;
+	} else
+		kv->lapse = "unexpected reply";
+}
+
+/*
+ * AUTH, SELECT and a SCRIPT LOAD per script, sent at once and answered at
+ * once: one round trip, whatever the number of scripts.
+ */
+static int
+kv_handshake(struct kv *kv)
+{
+	const struct kv_url *u = kv->url;
+	const char *argv[3];
+	char db[8];
+	redisReply *r;
+	int n = 0, nsetup, i, ok;
+
+	if (u->password[0] != '\0') {
+		argv[0] = "AUTH";
+		argv[1] = u->user[0] ? u->user : u->password;
+		argv[2] = u->password;
+		if (redisAppendCommandArgv(kv->ctx, u->user[0] ? 3 : 2, argv,
+		    NULL) != REDIS_OK)
+			return -1;
+		n++;
+	}
+	if (u->db != 0) {
+		snprintf(db, sizeof(db), "%d", u->db);
+		argv[0] = "SELECT";
+		argv[1] = db;
+		if (redisAppendCommandArgv(kv->ctx, 2, argv, NULL) != REDIS_OK)
+			return -1;
+		n++;
+	}
+	nsetup = n;
+	for (i = 0; i < NSCRIPTS; i++, n++) {
+		argv[0] = "SCRIPT";
+		argv[1] = "LOAD";
+		argv[2] = scripts[i].source;
+		if (redisAppendCommandArgv(kv->ctx, 3, argv, NULL) != REDIS_OK)
+			return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (kv_budget(kv) == -1 ||
+		    redisGetReply(kv->ctx, (void **)&r) != REDIS_OK)
+			return -1;
+		if (i < nsetup)
+			ok = reply_ok(r);
+		else if ((ok = r->type == REDIS_REPLY_STRING && r->len == 40))
+			memcpy(kv->sha[i - nsetup], r->str, 41);
+		if (!ok)
+			kv_keep_error(kv, r);
+		freeReplyObject(r);
+		if (!ok)
+			return -1;	/* the connection goes: no need to
+					   read the rest */
+	}
+	return 0;
+}
+
+/*
+ * A new connection, set up, within what is left of the budget. 0; or -1,
+ * logged, with no connection (the caller's kv_fail counts the failure).
+ */
+static int
+kv_connect(struct kv *kv)
+{
+	const struct kv_url *u = kv->url;
+	const char *step = "cannot connect";
+	char msg[128];
+	int ms;
+
+	if ((ms = kv_left_ms(kv)) > 0) {
+		kv->ctx = u->unix_socket
+		    ? redisConnectUnixWithTimeout(u->path, ms_timeval(ms))
+		    : redisConnectWithTimeout(u->host, u->port, ms_timeval(ms));
+		kv->sock_ms = -1;	/* hiredis's, for the connect only */
+		if (kv->ctx != NULL && kv->ctx->err == 0) {
+			step = "cannot set up the connection";
+			if (kv_handshake(kv) == 0) {
+				log_info("redis: connected");
+				return 0;
+			}
+		}
+	}
+	log_warn("redis: %s: %s", step, log_safe(msg, sizeof(msg),
+	    ms > 0 && kv->ctx == NULL ? "out of memory" : kv_reason(kv)));
+	kv_disconnect(kv);
+	return -1;
+}
+
+/*
+ * The start of an operation: 0, with a connection and a fresh budget; or
+ * -1 (KV_DOWN for the caller): the breaker or the hold-off said no (at
+ * once, nothing tried, nothing counted), or no connection could be made (a
+ * failure, counted). forced: an invalidation, which goes whatever they
+ * say (see the top of this file).
+ */
+static int
+kv_begin(struct kv *kv, int forced)
+{
+	double now = clock_ms();
+
+	if (!forced && !breaker_allow(&kv->breaker, now))
+		return -1;
+	if (kv->breaker.state == BREAKER_HALF_OPEN)
+		log_debug("redis: circuit half-open, probing");
+	kv->deadline_ms = now + kv->timeout_ms;
+	kv->lapse = NULL;
+	if (kv->ctx == NULL && kv_connect(kv) == -1) {
+		kv_fail(kv, "connect");
+		return -1;
+	}
+	return 0;
 }
 
 /* Whether the last error was the server closing or resetting the link. */
@@ -285,11 +547,9 @@ closed_by_peer(const redisContext *c)
 	    strstr(c->errstr, "pipe") != NULL));
 }
 
-static int kv_ensure(struct kv *kv);
-
 /*
- * Runs a command; NULL (the caller drops the connection) on an I/O error
- * or a timeout.
+ * Runs a command within the operation's budget; NULL (the caller calls
+ * kv_fail) on an I/O error or a timeout.
  */
 static redisReply *
 kv_command(struct kv *kv, int argc, const char **argv, const size_t *lens)
@@ -297,110 +557,25 @@ kv_command(struct kv *kv, int argc, const char **argv, const size_t *lens)
 	redisReply *r;
 	char msg[128];
 
-	r = redisCommandArgv(kv->ctx, argc, argv, lens);
-	if (r != NULL || kv->handshaking || !closed_by_peer(kv->ctx))
-		return r;
-	/*
-	 * The connection died while idle (Redis restarted): one new
-	 * connection at once, so the first request after a restart is served
-	 * from the cache. A timeout is not retried: Redis is slow, and a
-	 * second wait would double the cost.
-	 */
-	log_info("redis: connection lost (%s), reconnecting", log_safe(msg,
-	    sizeof(msg), kv->ctx->errstr));
-	kv_disconnect(kv);
-	kv->retry_at_ms = 0;
-	if (kv_ensure(kv) == -1)
+	if (kv_budget(kv) == -1)
 		return NULL;
-	return redisCommandArgv(kv->ctx, argc, argv, lens);
-}
-
-static int
-reply_ok(const redisReply *r)
-{
-	return r != NULL && r->type != REDIS_REPLY_ERROR;
-}
-
-
-static int
-kv_load_script(struct kv *kv, enum script s)
-{
-	const char *argv[] = { "SCRIPT", "LOAD", scripts[s].source };
-	redisReply *r;
-	int rc = -1;
-
-	r = kv_command(kv, 3, argv, NULL);
-	if (r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40) {
-		memcpy(kv->sha[s], r->str, 41);
-		rc = 0;
+	r = redisCommandArgv(kv->ctx, argc, argv, lens);
+	if (r == NULL && closed_by_peer(kv->ctx)) {
+		/*
+		 * The connection died while idle (Redis restarted): one new
+		 * connection at once, in what is left of the budget, so the
+		 * first request after a restart is served from the cache.
+		 */
+		log_info("redis: connection lost (%s), reconnecting",
+		    log_safe(msg, sizeof(msg), kv->ctx->errstr));
+		kv_disconnect(kv);
+		if (kv_connect(kv) == -1 || kv_budget(kv) == -1)
+			return NULL;
+		r = redisCommandArgv(kv->ctx, argc, argv, lens);
 	}
-	freeReplyObject(r);
-	return rc;
-}
-
-static int
-kv_handshake(struct kv *kv)
-{
-	const struct kv_url *u = kv->url;
-	const char *argv[3];
-	char db[8];
-	redisReply *r;
-	int ok, s;
-
-	if (u->password[0] != '\0') {
-		argv[0] = "AUTH";
-		argv[1] = u->user[0] ? u->user : u->password;
-		argv[2] = u->password;
-		r = kv_command(kv, u->user[0] ? 3 : 2, argv, NULL);
-		ok = reply_ok(r);
-		freeReplyObject(r);
-		if (!ok)
-			return -1;
-	}
-	if (u->db != 0) {
-		snprintf(db, sizeof(db), "%d", u->db);
-		argv[0] = "SELECT";
-		argv[1] = db;
-		r = kv_command(kv, 2, argv, NULL);
-		ok = reply_ok(r);
-		freeReplyObject(r);
-		if (!ok)
-			return -1;
-	}
-	for (s = 0; s < NSCRIPTS; s++)
-		if (kv_load_script(kv, (enum script)s) == -1)
-			return -1;
-	return 0;
-}
-
-/* 0 when connected; -1 (KV_DOWN for the caller) when not, for now. */
-static int
-kv_ensure(struct kv *kv)
-{
-	const struct kv_url *u = kv->url;
-	int rc;
-
-	if (kv->ctx != NULL)
-		return 0;
-	if ((long long)clock_ms() < kv->retry_at_ms)
-		return -1;
-	kv->ctx = u->unix_socket
-	    ? redisConnectUnixWithTimeout(u->path, kv->timeout)
-	    : redisConnectWithTimeout(u->host, u->port, kv->timeout);
-	if (kv->ctx == NULL || kv->ctx->err) {
-		kv_fail(kv, "cannot connect");
-		return -1;
-	}
-	kv->handshaking = 1;
-	rc = redisSetTimeout(kv->ctx, kv->timeout) == REDIS_OK ?
-	    kv_handshake(kv) : -1;
-	kv->handshaking = 0;
-	if (rc == -1) {
-		kv_fail(kv, "cannot set up the connection");
-		return -1;
-	}
-	log_info("redis: connected");
-	return 0;
+	if (r != NULL)
+		kv_answered(kv);
+	return r;
 }
 
 enum kv_status
@@ -410,7 +585,7 @@ kv_get(struct kv *kv, const char *key, struct buf *out)
 	enum kv_status st;
 	redisReply *r;
 
-	if (kv_ensure(kv) == -1)
+	if (kv_begin(kv, 0) == -1)
 		return KV_DOWN;
 	if ((r = kv_command(kv, 2, argv, NULL)) == NULL)
 		return kv_fail(kv, "GET");
@@ -428,10 +603,10 @@ kv_get(struct kv *kv, const char *key, struct buf *out)
  * Runs script s with nkeys keys and nargs arguments (keys first, then
  * arguments): EVALSHA, and EVAL when Redis lost the script (SCRIPT FLUSH,
  * a restart between our connect and now). On KV_OK *reply is Redis's
- * answer, which the caller frees.
+ * answer, which the caller frees. forced: see kv_begin.
  */
 static enum kv_status
-kv_eval(struct kv *kv, enum script s, int nkeys, int nargs,
+kv_eval(struct kv *kv, enum script s, int forced, int nkeys, int nargs,
     const char *const *items, const size_t *itemlens, redisReply **reply)
 {
 	const char *argv[MAX_SCRIPT_ITEMS + 3];
@@ -441,7 +616,7 @@ kv_eval(struct kv *kv, enum script s, int nkeys, int nargs,
 	int i, argc;
 
 	*reply = NULL;
-	if (nkeys + nargs > MAX_SCRIPT_ITEMS || kv_ensure(kv) == -1)
+	if (nkeys + nargs > MAX_SCRIPT_ITEMS || kv_begin(kv, forced) == -1)
 		return KV_DOWN;
 	snprintf(numkeys, sizeof(numkeys), "%d", nkeys);
 	argv[0] = "EVALSHA";
@@ -505,7 +680,7 @@ kv_lease(struct kv *kv, const char *key, const char *gen_key,
 	items[2] = lock_key;
 	items[3] = t->token;
 	items[4] = ms;
-	if ((st = kv_eval(kv, SCRIPT_LEASE, 3, 2, items, NULL, &r)) != KV_OK)
+	if ((st = kv_eval(kv, SCRIPT_LEASE, 0, 3, 2, items, NULL, &r)) != KV_OK)
 		return st;
 	st = KV_DOWN;
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -530,7 +705,7 @@ kv_peek(struct kv *kv, const char *key, const char *lock_key, struct buf *out)
 	enum kv_status st = KV_DOWN;
 	redisReply *r;
 
-	if (kv_ensure(kv) == -1)
+	if (kv_begin(kv, 0) == -1)
 		return KV_DOWN;
 	if ((r = kv_command(kv, 3, argv, NULL)) == NULL)
 		return kv_fail(kv, "MGET");
@@ -571,7 +746,7 @@ kv_fill(struct kv *kv, const char *key, const char *value, size_t len,
 	items[n++] = t->token;
 	for (i = 0; i < n; i++)
 		lens[i] = items[i] == value ? len : strlen(items[i]);
-	if ((st = kv_eval(kv, SCRIPT_FILL, nkeys, n - nkeys, items, lens,
+	if ((st = kv_eval(kv, SCRIPT_FILL, 0, nkeys, n - nkeys, items, lens,
 	    &r)) != KV_OK)
 		return st;
 	st = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? KV_OK :
@@ -589,7 +764,7 @@ kv_release(struct kv *kv, const char *lock_key, const struct kv_ticket *t)
 
 	if (!t->leased)
 		return KV_OK;
-	if ((st = kv_eval(kv, SCRIPT_RELEASE, 1, 1, items, NULL, &r)) == KV_OK)
+	if ((st = kv_eval(kv, SCRIPT_RELEASE, 0, 1, 1, items, NULL, &r)) == KV_OK)
 		freeReplyObject(r);
 	return st;
 }
@@ -601,9 +776,9 @@ kv_invalidate(struct kv *kv, const char *const *keys, int nkeys,
 {
 	const char *items[MAX_SCRIPT_ITEMS];
 	char nplain[16], nidx[16];
-	enum kv_status st = KV_DOWN;
+	enum kv_status st;
 	redisReply *r;
-	int n = 0, i, attempt;
+	int n = 0, i;
 
 	if (nkeys < 0 || nindexes < 0 || ngens < 0 ||
 	    nkeys + nindexes + ngens + 2 > MAX_SCRIPT_ITEMS)
@@ -619,19 +794,13 @@ kv_invalidate(struct kv *kv, const char *const *keys, int nkeys,
 	items[n++] = nplain;
 	items[n++] = nidx;
 	/*
-	 * A write's invalidation is worth a second connection attempt, even
-	 * inside the pause after a failure: a stale entry is worse than a
-	 * slower write.
+	 * Whatever the breaker says (see the top of this file): an entry that
+	 * other workers go on serving stale is worse than a slower write. One
+	 * operation, so one timeout at most.
 	 */
-	for (attempt = 0; attempt < 2 && st == KV_DOWN; attempt++) {
-		if (attempt == 1)
-			kv->retry_at_ms = 0;
-		st = kv_eval(kv, SCRIPT_INVALIDATE, n - 2, 2, items, NULL, &r);
-		if (st == KV_OK)
-			freeReplyObject(r);
-		else if (kv->ctx != NULL)
-			break;	/* Redis answered, with an error: no retry */
-	}
+	st = kv_eval(kv, SCRIPT_INVALIDATE, 1, n - 2, 2, items, NULL, &r);
+	if (st == KV_OK)
+		freeReplyObject(r);
 	return st;
 }
 
@@ -642,7 +811,7 @@ kv_ping(struct kv *kv)
 	redisReply *r;
 	int ok;
 
-	if (kv_ensure(kv) == -1)
+	if (kv_begin(kv, 0) == -1)
 		return KV_DOWN;
 	if ((r = kv_command(kv, 1, argv, NULL)) == NULL)
 		return kv_fail(kv, "PING");

@@ -1,14 +1,17 @@
 /*
- * The Redis layer: one connection per worker with short connect and command
- * timeouts, a pause of a second after a failure before it tries again, and
- * the scripts the cache needs (lease, fill, release, invalidate), each one
- * atomic step in Redis. Knows nothing of Postgres, HTTP or JSON.
+ * The Redis layer: one connection per process, at most one timeout per
+ * call, a circuit breaker that stops trying a Redis that keeps failing
+ * (every call is then KV_DOWN at once; kv.c says when it opens and
+ * closes), and the scripts the cache needs (lease, fill, release,
+ * invalidate), each one atomic step in Redis. Knows nothing of Postgres,
+ * HTTP or JSON.
  */
 #ifndef ORDERS_KV_H
 #define ORDERS_KV_H
 
 #include <stddef.h>
 
+#include "breaker.h"
 #include "buf.h"
 
 struct kv_url {
@@ -48,9 +51,18 @@ int kv_url_parse(const char *url, struct kv_url *u, char *err, size_t errlen);
 
 struct kv;
 
-/* url is borrowed and must outlive the handle. Does not connect yet. */
+/*
+ * url is borrowed and must outlive the handle. Does not connect yet.
+ * timeout_ms: the most one call waits for Redis, connect included.
+ */
 struct kv *kv_new(const struct kv_url *url, int timeout_ms);
 void kv_free(struct kv *kv);	/* NULL-safe */
+
+/*
+ * The circuit breaker's state: BREAKER_OPEN or BREAKER_HALF_OPEN while
+ * this process is not trying Redis (or is trying it once, the probe).
+ */
+enum breaker_state kv_breaker_state(const struct kv *kv);
 
 enum kv_status kv_get(struct kv *kv, const char *key, struct buf *out);
 
@@ -86,12 +98,14 @@ enum kv_status kv_release(struct kv *kv, const char *lock_key,
 
 /*
  * Moves every generation in gens, then deletes keys and every key recorded
- * in indexes, with the indexes themselves: one atomic step.
+ * in indexes, with the indexes themselves: one atomic step. Tried even
+ * while the breaker is open: its outcome matters to other processes.
  */
 enum kv_status kv_invalidate(struct kv *kv, const char *const *keys,
     int nkeys, const char *const *indexes, int nindexes,
     const char *const *gens, int ngens);
 
+/* KV_DOWN at once while the breaker is open (GET /healthz: "down"). */
 enum kv_status kv_ping(struct kv *kv);
 
 #endif

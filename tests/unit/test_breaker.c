@@ -1,12 +1,24 @@
-/* The circuit breaker's state machine, on a clock the test moves. */
+/*
+ * The circuit breaker's state machine, on a clock the test moves; then the
+ * Redis layer's use of it against sockets that refuse or never answer.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "breaker.h"
+#include "clock.h"
+#include "kv.h"
+#include "log.h"
 
 static const struct breaker_config cfg = {
 	.threshold = 3, .hold_ms = 200, .base_ms = 1000, .max_ms = 5000,
@@ -172,6 +184,121 @@ test_unreported_probe_does_not_wedge_it(void **state)
 	assert_int_equal(b.state, BREAKER_HALF_OPEN);
 }
 
+/* ---------------------------------------------------------------- kv */
+
+static struct kv_url url;
+
+/*
+ * A loopback TCP socket on a port of its own: listening but never
+ * accepting (a hung Redis: connects succeed, nothing answers) or not
+ * listening at all (a dead one: connects are refused).
+ */
+static int
+loopback_socket(int listening)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	if (listening)
+		assert_int_equal(listen(fd, 16), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	memset(&url, 0, sizeof(url));
+	strcpy(url.host, "127.0.0.1");
+	url.port = ntohs(sa.sin_port);
+	strcpy(url.password, "secret");
+	return fd;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* kv_get on kv, with how long it took. */
+static enum kv_status
+timed_get(struct kv *kv, double *ms)
+{
+	struct buf out = { 0 };
+	enum kv_status st;
+	double t0 = clock_ms();
+
+	st = kv_get(kv, "k", &out);
+	*ms = clock_ms() - t0;
+	buf_free(&out);
+	return st;
+}
+
+static void
+test_kv_hung_redis_costs_one_timeout_then_opens(void **state)
+{
+	int fd = loopback_socket(1), failures = 0, i;
+	struct kv *kv = kv_new(&url, 50);
+	double ms;
+
+	assert_non_null(kv);
+	/* connect succeeds, the handshake waits: one timeout, no more */
+	assert_int_equal(timed_get(kv, &ms), KV_DOWN);
+	assert_in_range((long)ms, 45, 50 + 150);
+	failures++;
+	/* at once during the hold-off: the same request's next call */
+	assert_int_equal(timed_get(kv, &ms), KV_DOWN);
+	assert_true(ms < 5);
+	for (i = 0; i < 40 && kv_breaker_state(kv) == BREAKER_CLOSED; i++) {
+		sleep_ms(50);
+		if (timed_get(kv, &ms) == KV_DOWN && ms >= 45)
+			failures++;
+		assert_true(ms < 50 + 150);
+	}
+	assert_int_equal(kv_breaker_state(kv), BREAKER_OPEN);
+	assert_int_equal(failures, 3);
+	/* open: every call is KV_DOWN at once, a ping (healthz) too */
+	for (i = 0; i < 100; i++) {
+		assert_int_equal(timed_get(kv, &ms), KV_DOWN);
+		assert_true(ms < 5);
+	}
+	assert_int_equal(kv_ping(kv), KV_DOWN);
+	/* past the first interval (1250 ms at most) one call, the probe,
+	 * goes and waits its timeout; it fails: open again, at once */
+	sleep_ms(1300);
+	assert_int_equal(timed_get(kv, &ms), KV_DOWN);
+	assert_in_range((long)ms, 45, 50 + 150);
+	assert_int_equal(kv_breaker_state(kv), BREAKER_OPEN);
+	assert_int_equal(timed_get(kv, &ms), KV_DOWN);
+	assert_true(ms < 5);
+	kv_free(kv);
+	close(fd);
+}
+
+static void
+test_kv_refused_opens_it_too(void **state)
+{
+	int fd = loopback_socket(0), i;
+	struct kv *kv = kv_new(&url, 50);
+	double t0 = clock_ms();
+
+	assert_non_null(kv);
+	for (i = 0; i < 100 && kv_breaker_state(kv) == BREAKER_CLOSED; i++) {
+		assert_int_equal(kv_ping(kv), KV_DOWN);
+		sleep_ms(10);
+	}
+	assert_int_equal(kv_breaker_state(kv), BREAKER_OPEN);
+	/* a refused connect costs no wait, yet the hold-off (100 ms)
+	 * spaces them: three failures take two hold-offs */
+	assert_true(clock_ms() - t0 >= 2 * 100 - 5);
+	kv_free(kv);
+	close(fd);
+}
+
 int
 main(void)
 {
@@ -182,7 +309,10 @@ main(void)
 		cmocka_unit_test(test_calls_made_in_spite_of_it),
 		cmocka_unit_test(test_jitter_spreads_processes),
 		cmocka_unit_test(test_unreported_probe_does_not_wedge_it),
+		cmocka_unit_test(test_kv_hung_redis_costs_one_timeout_then_opens),
+		cmocka_unit_test(test_kv_refused_opens_it_too),
 	};
 
+	log_init(LOG_ERROR, "test");
 	return cmocka_run_group_tests_name("breaker", tests, NULL, NULL);
 }
