@@ -15,11 +15,11 @@ load helpers
   assert_json '.postgres == "ok" and .redis == "ok"'
 }
 
-@test "tutorial: the orders table has dellstore2's columns" {
+@test "tutorial: the orders table has dellstore2's columns, and the service's idempotency_key" {
   cols=$(psqlc "SELECT string_agg(column_name || ':' || data_type, ',' ORDER BY column_name)
                 FROM information_schema.columns WHERE table_name = 'orders'")
   assert_eq "orders columns" \
-    "customerid:integer,netamount:numeric,orderdate:date,orderid:integer,tax:numeric,totalamount:numeric" "$cols"
+    "customerid:integer,idempotency_key:text,netamount:numeric,orderdate:date,orderid:integer,tax:numeric,totalamount:numeric" "$cols"
 }
 
 @test "tutorial: the generated data set is 12000 orders of customers 1..20000, totals consistent" {
