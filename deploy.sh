@@ -13,6 +13,9 @@
 #                                    when everything expected is running
 #   ./deploy.sh scale N              run N workers, dropping no request (the
 #                                    invalidator is left as it is)
+#   ./deploy.sh restart              rolling restart (after a rebuild, say):
+#                                    a new pool, dropping no request, then the
+#                                    invalidator
 #   ./deploy.sh deps [--check] [--test]
 #                                    install (--check: only list) the Debian
 #                                    packages; --test adds the test tools
@@ -740,6 +743,42 @@ redis_stop() {
 
 pool_gen()  { read_file "$STATE_DIR/pool.gen" 0; }
 pool_sock() { printf '%s' "$RUN_DIR/fcgi.$1.sock"; }
+# nginx connects to this path: a symlink to the current pool's socket.
+# connect() follows it, so moving it (rename(2), atomic) sends the next
+# request to another pool without touching nginx: no reload, and no client
+# keep-alive connection closed under a client's feet.
+pool_link() { printf '%s' "$RUN_DIR/fcgi.sock"; }
+
+# pool_switch GEN: the next connection goes to pool GEN.
+pool_switch() {
+	local tmp
+	tmp=$(pool_link).new.$$
+	ln -sfn -- "fcgi.$1.sock" "$tmp"
+	mv -Tf -- "$tmp" "$(pool_link)"
+	write_file "$STATE_DIR/pool.gen" "$1"
+}
+
+# pool_drain GEN: wait (10 s at most) until no connection waits in the
+# accept queue of pool GEN's socket, which no new one reaches once the link
+# has moved: a pool retired with a queue would drop those requests.
+pool_drain() {
+	local sock q calm=0 deadline=$(( SECONDS + 10 ))
+	sock=$(pool_sock "$1")
+	[[ -S $sock ]] || return 0
+	# a connect() that read the old link is over within a moment
+	sleep 0.2
+	command -v ss >/dev/null || { sleep 1; return 0; }
+	while (( SECONDS < deadline )); do
+		q=$(ss -xlnH 2>/dev/null | awk -v s="$sock" '$5 == s { print $3; exit }')
+		if [[ -z $q || $q == 0 ]]; then
+			(( ++calm >= 3 )) && return 0
+		else
+			calm=0
+		fi
+		sleep 0.05
+	done
+	warn "pool: generation $1 still had requests queued after 10 s"
+}
 
 # pool_pid [GEN]: the multiwatch pid of that generation (default: current).
 pool_pid() {
@@ -856,11 +895,13 @@ pool_start() {
 	msg "pool: started (pid $pid, $n workers, $sock)"
 }
 
-# pool_retire GEN: stop that pool gracefully and remove its socket.
+# pool_retire GEN: stop that pool gracefully, once its queue has drained,
+# and remove its socket.
 pool_retire() {
 	local gen=$1 pid kids
 	pid=$(read_file "$RUN_DIR/pool.$gen.pid")
 	if proc_alive "$pid" multiwatch; then
+		pool_drain "$gen"
 		kids=$(proc_children "$pid")
 		msg "pool: stopping generation $gen (pid $pid)"
 		kill -TERM "$pid" 2>/dev/null || true
@@ -1050,16 +1091,21 @@ nginx_reload() {
 	return 0
 }
 
-# point_nginx_at GEN: the running nginx moves to pool GEN (graceful reload,
-# old nginx workers drained).  When nginx does not take it, the previous
-# configuration is put back, pool GEN is retired, and we stop there.
+# point_nginx_at GEN: the running nginx moves to pool GEN: the link moves.
+# An nginx started by an older deploy.sh, which names a pool's socket
+# itself, is moved to the link once, with a graceful reload; when it does
+# not take that, the previous configuration is put back, pool GEN is
+# retired, and we stop there.
 point_nginx_at() {
-	local gen=$1
-	if nginx_render "$(pool_sock "$gen")" && nginx_reload; then
-		write_file "$STATE_DIR/pool.gen" "$gen"
+	local gen=$1 old
+	old=$(pool_gen)
+	pool_switch "$gen"
+	grep -qF "unix:$(pool_link);" "$NGINX_CONF" 2>/dev/null && return 0
+	if nginx_render "$(pool_link)" && nginx_reload; then
 		return 0
 	fi
 	[[ -f $NGINX_CONF.prev ]] && mv -f "$NGINX_CONF.prev" "$NGINX_CONF"
+	pool_switch "$old"
 	pool_retire "$gen"
 	die "nginx did not take the configuration for pool generation $gen (log: $LOG_DIR/nginx-error.log); nothing changed"
 }
@@ -1212,8 +1258,8 @@ cmd_up() {
 			msg "nginx: running (pid $pid)"
 		fi
 	else
-		[[ -n $new_gen ]] && write_file "$STATE_DIR/pool.gen" "$new_gen"
-		nginx_render "$(pool_sock "$(pool_gen)")" || die "not starting nginx"
+		pool_switch "${new_gen:-$(pool_gen)}"
+		nginx_render "$(pool_link)" || die "not starting nginx"
 		nginx_start
 	fi
 	# Pools of other generations (an interrupted scale) serve nobody now.
@@ -1247,6 +1293,7 @@ cmd_stop() {
 	# Front to back: nginx answers what it holds, then the workers finish.
 	nginx_stop
 	pool_retire_all
+	rm -f -- "$(pool_link)"
 	invalidator_stop
 	redis_stop
 	pg_stop
@@ -1324,10 +1371,10 @@ cmd_scale() {
 	DATABASE_URL=$F_DATABASE_URL REDIS_URL=$F_REDIS_URL
 	CACHE_TTL=$F_CACHE_TTL CACHE_PREFIX=$F_CACHE_PREFIX PORT=$F_PORT
 
-	# Blue/green: the new pool listens on a new socket before nginx is told
-	# about it; nginx's graceful reload moves new requests over while the
-	# old workers of nginx finish theirs against the old pool; only then is
-	# the old pool retired.  No request meets a closed socket.
+	# Blue/green: the new pool listens on a new socket before the link
+	# nginx connects through moves to it; the old pool serves what reached
+	# it before, its accept queue drains, and only then is it retired.  No
+	# request meets a closed socket, and nginx is not even reloaded.
 	old_gen=$(pool_gen)
 	new_gen=$(( old_gen + 1 ))
 	worker_extra_saved
@@ -1339,8 +1386,23 @@ cmd_scale() {
 	msg "scale: $n workers (pool generation $new_gen)"
 }
 
+# cmd_restart: a rolling restart, e.g. onto a rebuilt worker: a new pool of
+# as many workers takes over as "scale" does, dropping no request; then the
+# invalidator is restarted (its full invalidation at start covers the gap).
+cmd_restart() {
+	local n
+	setup_paths 0 || die "not deployed (no $(state_dir_path)): run ./deploy.sh first"
+	n=$(read_file "$STATE_DIR/workers" 4)
+	[[ $n =~ ^[1-9][0-9]*$ ]] || n=4
+	cmd_scale "$n"
+	nginx_pid >/dev/null && pool_pid >/dev/null || return 0
+	invalidator_stop
+	invalidator_start
+	msg "restart: done"
+}
+
 usage() {
-	sed -n '3,19p' "$REPO/deploy.sh" | sed 's/^# \{0,1\}//'
+	sed -n '3,21p' "$REPO/deploy.sh" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -1351,6 +1413,7 @@ main() {
 	stop)   cmd_stop ;;
 	status) cmd_status ;;
 	scale)  cmd_scale "$@" ;;
+	restart) cmd_restart ;;
 	deps)   cmd_deps "$@" ;;
 	-h|--help|help) usage ;;
 	*) usage >&2; exit 2 ;;

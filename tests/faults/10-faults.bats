@@ -227,3 +227,22 @@ app_connections() {
   assert_count_is "$want"
   report "all of the above at once" "first write ${first} ms after Postgres was ready" "cached count = SELECT count(*) = $want"
 }
+
+@test "./deploy.sh scale up, down, and a rolling restart under load: not one request dropped" {
+  load_start scale 8
+  sleep 2
+  for n in $((WORKERS + 2)) "$WORKERS"; do
+    deploy_sh scale "$n" || flunk "./deploy.sh scale $n failed" "$(show_deploy_log)"
+    sleep 1
+  done
+  deploy_sh restart || flunk "./deploy.sh restart failed" "$(show_deploy_log)"
+  sleep 2
+  load_stop
+  check_statuses
+  check_writes
+  failures=$(($(reads_failed) + $(write_failures)))
+  ((failures == 0)) || flunk "$failures requests failed while the pool was replaced" "$(cat "$L/wrk")"
+  n=$(worker_pids | wc -l)
+  ((n == WORKERS)) || flunk "$n workers after the restart, not $WORKERS"
+  report "scale +2, scale back, rolling restart" "-" "$failures failed requests"
+}
