@@ -96,6 +96,29 @@ load_loop() {
   done
 }
 
+@test "a worker killed in the middle of a request: that request is a 503 JSON error from nginx (not its HTML 502), the next ones are 200" {
+  c=$(fresh_customer)
+  f=$BATS_TEST_TMPDIR/inflight
+  # A cold count held 3 s before its fill (test hook): the request is in
+  # a worker's hands while every worker is killed.
+  curl -s -o "$f.body" -D "$f.h" -w '%{http_code}' --max-time 15 \
+    -H 'X-Test-Fill-Delay-Ms: 3000' "$BASE/orders/count?customerid=$c" >"$f.status" &
+  cpid=$!
+  sleep 1
+  pids=$(worker_pids)
+  # shellcheck disable=SC2086
+  kill -KILL $pids
+  wait "$cpid" || true
+  assert_eq "status of the request in flight" 503 "$(cat "$f.status")"
+  grep -qi '^content-type: application/json' "$f.h" || flunk "the 503 is not JSON:" "$(cat "$f.h")"
+  jq -e '.error | type == "string"' "$f.body" >/dev/null || flunk "the 503 body is not a JSON error: $(cat "$f.body")"
+  replaced() { [[ $(worker_pids | wc -l) == "$WORKERS" ]]; }
+  wait_for 10 replaced || flunk "the pool did not come back to $WORKERS workers"
+  req GET "/orders/count?customerid=$c"
+  assert_status 200
+  assert_count_is 0
+}
+
 @test "deploy.sh scale 3 under a loop of sequential GETs: every answer 200, then 3 workers; scale 2 likewise" {
   for target in 3 2; do
     codes=$BATS_TEST_TMPDIR/codes.$target stop=$BATS_TEST_TMPDIR/stop.$target
