@@ -1022,19 +1022,39 @@ nginx_pid() {
 
 nginx_cmd() { nginx -p "$NGINX_DIR/" -c "$NGINX_CONF" -e "$LOG_DIR/nginx-error.log" "$@"; }
 
-# nginx_render SOCK: write nginx.conf for that socket, checked with nginx -t
-# before it replaces the current one (returns 1 when nginx -t says no).  The
-# previous one is kept as nginx.conf.prev for a rollback.
-nginx_render() {
-	local sock=$1 user_line='' tmp=$NGINX_CONF.new
+# nginx_conf_text SOCK: the template, filled in.
+nginx_conf_text() {
+	local user_line=''
 	(( IS_ROOT )) && user_line='user www-data;'
 	sed -e "s|@PORT@|$PORT|g" \
-		-e "s|@FCGI_SOCKET@|$sock|g" \
+		-e "s|@FCGI_SOCKET@|$1|g" \
 		-e "s|@RUN_DIR@|$RUN_DIR|g" \
 		-e "s|@LOG_DIR@|$LOG_DIR|g" \
 		-e "s|@USER_LINE@|$user_line|g" \
 		-e "s|@PID@|$NGINX_PID|g" \
-		"$REPO/nginx/orders.conf.in" >"$tmp"
+		"$REPO/nginx/orders.conf.in"
+}
+
+# nginx_refresh: a running nginx takes the template's configuration when
+# it differs from the one it runs (nginx/orders.conf.in changed, or an
+# nginx of an older deploy.sh): nginx -t, then a graceful reload.  Returns
+# 1, the running configuration untouched, when nginx refuses it.
+nginx_refresh() {
+	cmp -s <(nginx_conf_text "$(pool_link)") "$NGINX_CONF" && return 0
+	if nginx_render "$(pool_link)" && nginx_reload; then
+		msg "nginx: configuration changed, reloaded"
+		return 0
+	fi
+	[[ -f $NGINX_CONF.prev ]] && mv -f "$NGINX_CONF.prev" "$NGINX_CONF"
+	return 1
+}
+
+# nginx_render SOCK: write nginx.conf for that socket, checked with nginx -t
+# before it replaces the current one (returns 1 when nginx -t says no).  The
+# previous one is kept as nginx.conf.prev for a rollback.
+nginx_render() {
+	local sock=$1 tmp=$NGINX_CONF.new
+	nginx_conf_text "$sock" >"$tmp"
 	if ! nginx -q -t -p "$NGINX_DIR/" -c "$tmp" -e "$LOG_DIR/nginx-error.log"; then
 		warn "nginx -t rejects the configuration (kept in $tmp)"
 		return 1
@@ -1092,19 +1112,14 @@ nginx_reload() {
 }
 
 # point_nginx_at GEN: the running nginx moves to pool GEN: the link moves.
-# An nginx started by an older deploy.sh, which names a pool's socket
-# itself, is moved to the link once, with a graceful reload; when it does
-# not take that, the previous configuration is put back, pool GEN is
-# retired, and we stop there.
+# An nginx whose configuration is not the template's (an older deploy.sh's
+# named a pool's socket itself) takes it with a graceful reload; when it
+# refuses it, the link moves back, pool GEN is retired, and we stop there.
 point_nginx_at() {
 	local gen=$1 old
 	old=$(pool_gen)
 	pool_switch "$gen"
-	grep -qF "unix:$(pool_link);" "$NGINX_CONF" 2>/dev/null && return 0
-	if nginx_render "$(pool_link)" && nginx_reload; then
-		return 0
-	fi
-	[[ -f $NGINX_CONF.prev ]] && mv -f "$NGINX_CONF.prev" "$NGINX_CONF"
+	nginx_refresh && return 0
 	pool_switch "$old"
 	pool_retire "$gen"
 	die "nginx did not take the configuration for pool generation $gen (log: $LOG_DIR/nginx-error.log); nothing changed"
@@ -1256,6 +1271,7 @@ cmd_up() {
 			msg "nginx: running (pid $pid), now on pool generation $new_gen"
 		else
 			msg "nginx: running (pid $pid)"
+			nginx_refresh || warn "nginx: kept its running configuration (nginx -t refused the new one)"
 		fi
 	else
 		pool_switch "${new_gen:-$(pool_gen)}"

@@ -54,6 +54,28 @@ teardown_file() {
   assert_eq "worker count" "$WORKERS" "$(worker_pids | wc -l)"
 }
 
+@test "./deploy.sh brings a running nginx's configuration up to date (here: an older one naming a pool's socket), with a reload" {
+  run_dir=$(head -1 "$STATE_DIR/run.path" 2>/dev/null) || run_dir=$STATE_DIR/run
+  conf=$run_dir/nginx/nginx.conf
+  [[ -f $conf ]] || flunk "no nginx configuration at $conf"
+  grep -q "unix:$run_dir/fcgi.sock;" "$conf" || flunk "nginx does not connect through the link $run_dir/fcgi.sock"
+  sock=$run_dir/$(readlink "$run_dir/fcgi.sock")
+  [[ -S $sock ]] || flunk "the link does not lead to a socket: $sock"
+  # what an older deploy.sh wrote: the pool's own socket, and no limits
+  sed -i -e "s|unix:$run_dir/fcgi.sock;|unix:$sock;|" -e '/limit_conn per_addr_conn/d' "$conf"
+  nginx_pid=$(pid_of nginx)
+  deploy_sh || flunk "./deploy.sh failed" "$(show_deploy_log)"
+  grep -q 'configuration changed, reloaded' "$deploy_log" || flunk "./deploy.sh did not say it reloaded nginx" "$(show_deploy_log)"
+  grep -q "unix:$run_dir/fcgi.sock;" "$conf" || flunk "nginx's configuration still names the pool's socket"
+  grep -q 'limit_conn per_addr_conn' "$conf" || flunk "nginx's configuration is not the template's"
+  assert_eq "nginx master PID (a reload, not a restart)" "$nginx_pid" "$(pid_of nginx)"
+  req GET /healthz
+  assert_status 200
+  # and a third run changes nothing
+  deploy_sh || flunk "./deploy.sh (third run) failed" "$(show_deploy_log)"
+  ! grep -q 'configuration changed' "$deploy_log" || flunk "./deploy.sh reloaded nginx though nothing changed"
+}
+
 @test "a worker killed with SIGKILL is replaced (new PID) and the service goes on" {
   old=$(worker_pids)
   assert_eq "workers before" "$WORKERS" "$(wc -l <<<"$old")"

@@ -63,3 +63,48 @@ open_raw() {
   grep -q '"POST /orders HTTP/1.1" 408 ' "$STATE_DIR/log/access.log" ||
     flunk "no 408 for the stalled POST in nginx's access log"
 }
+
+# The limits of nginx/orders.conf.in apply per client address, except to
+# this machine's own 127.0.0.1 (every other test comes from there); these
+# two come from 127.0.0.2, which is loopback too.
+
+@test "limit_conn: 70 requests at a time from one address: the ones over 64 are 429 at once" {
+  d=$BATS_TEST_TMPDIR/conn
+  mkdir -p "$d"
+  c=$(fresh_customer)
+  # 70 cold counts, each held 200 ms in a worker (test hook): with two
+  # workers most wait in nginx, each one counted, for seconds.
+  for i in $(seq 1 70); do
+    printf 'url = "%s"\noutput = "%s"\n' "$BASE/orders/count?customerid=$((c + i))" "$d/b.$i"
+  done >"$d/urls"
+  curl -s --parallel --parallel-immediate --parallel-max 70 --max-time 60 --interface 127.0.0.2 \
+    -H 'X-Test-Fill-Delay-Ms: 200' \
+    -w '%{http_code} %{filename_effective}\n' -K "$d/urls" >"$d/out"
+  ok=$(awk '$1 == 200' "$d/out" | wc -l)
+  limited=$(awk '$1 == 429' "$d/out" | wc -l)
+  ((ok + limited == 70)) || flunk "answers other than 200 and 429:" "$(awk '$1 != 200 && $1 != 429' "$d/out" | head)"
+  ((limited >= 1 && ok >= 64)) || flunk "of 70 requests at once, $ok answered and $limited refused (limit: 64 at a time)"
+  read -r _ file < <(awk '$1 == 429' "$d/out" | head -1)
+  jq -e '.error | test("too many")' "$file" >/dev/null || flunk "the 429 is not the JSON error: $(cat "$file")"
+}
+
+@test "limit_req: 400 requests at once from one address: the excess over 100/s (bursts of 200) is 429 JSON with Retry-After; 127.0.0.1 is not limited" {
+  d=$BATS_TEST_TMPDIR/rate
+  mkdir -p "$d"
+  for i in $(seq 1 400); do
+    printf 'url = "%s"\noutput = "%s"\n' "$BASE/healthz" "$d/b.$i"
+  done >"$d/urls"
+  curl -s --parallel --parallel-max 40 --max-time 20 --interface 127.0.0.2 \
+    -w '%{http_code} %header{retry-after} %{filename_effective}\n' -K "$d/urls" >"$d/out"
+  ok=$(awk '$1 == 200' "$d/out" | wc -l)
+  limited=$(awk '$1 == 429' "$d/out" | wc -l)
+  ((ok + limited == 400)) || flunk "answers other than 200 and 429:" "$(awk '$1 != 200 && $1 != 429' "$d/out" | head)"
+  ((limited >= 50 && ok >= 200)) || flunk "from 127.0.0.2: $ok answered, $limited refused of 400 (expected at least 200 and 50)"
+  read -r _ retry file < <(awk '$1 == 429' "$d/out" | head -1)
+  assert_eq "Retry-After of a 429" 1 "$retry"
+  jq -e '.error | test("too many")' "$file" >/dev/null || flunk "the 429 is not the JSON error: $(cat "$file")"
+  # the same from this machine's own address: none refused
+  curl -s --parallel --parallel-max 40 --max-time 20 --interface 127.0.0.1 \
+    -w '%{http_code}\n' -K "$d/urls" >"$d/out1"
+  assert_eq "answers from 127.0.0.1 that were 200, of 400" 400 "$(grep -c '^200$' "$d/out1")"
+}
