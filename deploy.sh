@@ -1041,7 +1041,8 @@ nginx_conf_text() {
 # 1, the running configuration untouched, when nginx refuses it.
 nginx_refresh() {
 	cmp -s <(nginx_conf_text "$(pool_link)") "$NGINX_CONF" && return 0
-	if nginx_render "$(pool_link)" && nginx_reload; then
+	nginx_render "$(pool_link)" || return 1	# nginx -t: no; nothing moved
+	if nginx_reload; then
 		msg "nginx: configuration changed, reloaded"
 		return 0
 	fi
