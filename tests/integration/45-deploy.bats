@@ -121,13 +121,17 @@ load_loop() {
 @test "a worker killed in the middle of a request: that request is a 503 JSON error from nginx (not its HTML 502), the next ones are 200" {
   c=$(fresh_customer)
   f=$BATS_TEST_TMPDIR/inflight
-  # A cold count held 3 s before its fill (test hook): the request is in
-  # a worker's hands while every worker is killed.
-  curl -s -o "$f.body" -D "$f.h" -w '%{http_code}' --max-time 15 \
-    -H 'X-Test-Fill-Delay-Ms: 3000' "$BASE/orders/count?customerid=$c" >"$f.status" &
-  cpid=$!
-  sleep 1
   pids=$(worker_pids)
+  [[ -n $pids ]] || flunk "no worker PIDs in ./deploy.sh status"
+  lock=$(ckey "lock:count:customerid=$c")
+  # A cold count held 5 s (the hook's most) before its fill: once its lease
+  # (the lock) is in Redis, the request is in a worker's hands, and every
+  # worker is killed.
+  curl -s -o "$f.body" -D "$f.h" -w '%{http_code}' --max-time 20 \
+    -H 'X-Test-Fill-Delay-Ms: 5000' "$BASE/orders/count?customerid=$c" >"$f.status" &
+  cpid=$!
+  leased() { [[ $(rcli EXISTS "$lock") == 1 ]]; }
+  wait_for 4 leased || flunk "the request never took its lease ($lock)"
   # shellcheck disable=SC2086
   kill -KILL $pids
   wait "$cpid" || true
