@@ -4,11 +4,13 @@
 # directory on a free loopback port, run tests/integration/*.bats against
 # it, and always stop it again.
 #
-#   tests/run-integration.sh [--asan] [--suite integration|faults] [FILTER]
+#   tests/run-integration.sh [--asan] [--suite integration|faults|soak] [FILTER]
 #
 # --suite faults runs tests/faults/ (make faults) instead of
 # tests/integration/, with the deployed defaults and four workers, and
-# prints the table of what each fault measured. FILTER goes to
+# prints the table of what each fault measured. --suite soak runs
+# tests/soak/ (make soak) with the deployed defaults and one worker, and
+# prints what the soak measured. FILTER goes to
 # `bats --filter`. --asan runs the stack on the sanitizer
 # build (make asan: build/asan/orders-worker and orders-invalidator, with
 # ASan, LeakSanitizer and UBSan), names each TAP line "asan: ...", and
@@ -40,7 +42,7 @@ while [[ ${1-} == --* ]]; do
   shift
 done
 [[ -d tests/$SUITE && $SUITE != */* ]] || {
-  echo "usage: tests/run-integration.sh [--asan] [--suite integration|faults] [FILTER]" >&2
+  echo "usage: tests/run-integration.sh [--asan] [--suite integration|faults|soak] [FILTER]" >&2
   exit 2
 }
 FILTER=${1-}
@@ -382,6 +384,13 @@ main() {
     export WORKERS=4 CACHE_TTL=30 LOG_LEVEL=info CACHE_WAIT_MS=500 \
       REDIS_TIMEOUT_MS=100 STATEMENT_TIMEOUT_MS=5000 FAULT_REPORT=$T/fault-report
     unset ORDERS_TEST_HOOKS
+  elif [[ $SUITE == soak ]]; then
+    # the service as deployed, ONE worker (every request goes through
+    # it), tests that take minutes (valgrind), and the report they write
+    export WORKERS=1 CACHE_TTL=30 LOG_LEVEL=info CACHE_WAIT_MS=500 \
+      SOAK_REPORT=$T/soak-report BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-1200}
+    unset ORDERS_TEST_HOOKS
+    ((SUITE_TIMEOUT >= 2400)) || SUITE_TIMEOUT=2400
   fi
   unset DATABASE_URL REDIS_URL
   local rc=0 started=$SECONDS
@@ -428,6 +437,10 @@ main() {
   BATS_PID=''
   TAP+=$(label <"$T/tap")$'\n'
   [[ -s ${FAULT_REPORT-} ]] && fault_table "$FAULT_REPORT"
+  if [[ -s ${SOAK_REPORT-} ]]; then
+    note "" "what the soak measured:"
+    sed 's/^/# /' "$SOAK_REPORT"
+  fi
   # A failure is easier to understand with what the stack logged around it.
   if grep -q '^not ok' "$T/tap"; then
     local f
