@@ -329,12 +329,12 @@ lock_state() {
 # values must stay visible beside them.
 load_state() {
 	S_DB_MODE='' S_REDIS_MODE='' S_PG_PORT='' S_PG_PASSWORD=''
-	S_REDIS_PORT='' S_REDIS_PASSWORD=''
+	S_REDIS_PORT='' S_REDIS_PASSWORD='' S_REDIS_APP_PASSWORD=''
 	local k v
 	if [[ -r $STATE_FILE ]]; then
 		while IFS='=' read -r k v; do
 			case $k in
-			DB_MODE|REDIS_MODE|PG_PORT|PG_PASSWORD|REDIS_PORT|REDIS_PASSWORD)
+			DB_MODE|REDIS_MODE|PG_PORT|PG_PASSWORD|REDIS_PORT|REDIS_PASSWORD|REDIS_APP_PASSWORD)
 				printf -v "S_$k" '%s' "$v" ;;
 			esac
 		done <"$STATE_FILE"
@@ -358,7 +358,8 @@ save_state() {
 	(umask 077; write_file "$STATE_FILE" \
 		"DB_MODE=$S_DB_MODE" "REDIS_MODE=$S_REDIS_MODE" \
 		"PG_PORT=$S_PG_PORT" "PG_PASSWORD=$S_PG_PASSWORD" \
-		"REDIS_PORT=$S_REDIS_PORT" "REDIS_PASSWORD=$S_REDIS_PASSWORD")
+		"REDIS_PORT=$S_REDIS_PORT" "REDIS_PASSWORD=$S_REDIS_PASSWORD" \
+		"REDIS_APP_PASSWORD=$S_REDIS_APP_PASSWORD")
 }
 
 write_env_file() {
@@ -366,6 +367,7 @@ write_env_file() {
 		"# orders service, written by deploy.sh: . $ENV_FILE" \
 		"export DATABASE_URL=$(sq "$DATABASE_URL")" \
 		"export REDIS_URL=$(sq "$REDIS_URL")" \
+		${REDIS_ADMIN_URL:+"export REDIS_ADMIN_URL=$(sq "$REDIS_ADMIN_URL")"} \
 		"export PORT=$PORT" \
 		"export CACHE_TTL=$CACHE_TTL" \
 		"export CACHE_PREFIX=$(sq "$CACHE_PREFIX")" \
@@ -373,7 +375,16 @@ write_env_file() {
 }
 
 local_db_url()    { printf 'postgresql://orders_app:%s@127.0.0.1:%s/orders' "$S_PG_PASSWORD" "$S_PG_PORT"; }
-local_redis_url() { printf 'redis://default:%s@127.0.0.1:%s/0' "$S_REDIS_PASSWORD" "$S_REDIS_PORT"; }
+# The service connects to the local Redis as user "orders" (see
+# redis_acl); "default", with its own password, is the administrator's:
+# REDIS_ADMIN_URL in the env file, for redis-cli.  Before that user
+# existed, the service connected as "default": that URL is still ours.
+local_redis_url() { printf 'redis://orders:%s@127.0.0.1:%s/0' "$S_REDIS_APP_PASSWORD" "$S_REDIS_PORT"; }
+local_redis_admin_url() { printf 'redis://default:%s@127.0.0.1:%s/0' "$S_REDIS_PASSWORD" "$S_REDIS_PORT"; }
+is_local_redis_url() {
+	[[ -n $S_REDIS_PASSWORD ]] || return 1
+	[[ ( -n $S_REDIS_APP_PASSWORD && $1 == "$(local_redis_url)" ) || $1 == "$(local_redis_admin_url)" ]]
+}
 
 # RUN_DIR: where www-data (the nginx worker, the FastCGI workers) can reach
 # the socket.  Decided once and remembered in run.path, so stop and status
@@ -656,9 +667,35 @@ redis_ping() {
 		-h 127.0.0.1 -p "$S_REDIS_PORT" PING 2>/dev/null
 }
 
+# redis_acl_rules: what user "orders" (the workers, the invalidator) may
+# do: the commands of cgi-src/kv.c and of its Lua scripts, on keys under
+# CACHE_PREFIX only; no other command (no FLUSHALL, CONFIG, KEYS, DEBUG,
+# MONITOR), no other key, no pub/sub channel.
+redis_acl_rules() {
+	ACL_RULES=(on ">$S_REDIS_APP_PASSWORD" "~${CACHE_PREFIX}*" resetchannels
+		-@all +auth +hello +ping +select '+script|load' +evalsha +eval
+		+get +set +del +exists +incr +sadd +srem +smembers +srandmember)
+}
+
+# redis_acl: (re)defines user "orders" in the running Redis, from scratch
+# (a Redis started by an older deploy.sh has none; CACHE_PREFIX may have
+# changed).
+redis_acl() {
+	local out
+	redis_acl_rules
+	# The command on stdin, not on redis-cli's command line: the password
+	# it carries must not show in ps.  (Every rule is one word: hex
+	# password, prefix without spaces.)
+	out=$(printf 'ACL SETUSER orders reset %s\n' "${ACL_RULES[*]}" |
+		REDISCLI_AUTH=$S_REDIS_PASSWORD redis-cli --no-auth-warning \
+		-h 127.0.0.1 -p "$S_REDIS_PORT" 2>&1) || true
+	[[ $out == OK ]] || die "redis: ACL SETUSER orders failed: $out"
+}
+
 redis_start() {
 	local pid dir log=$LOG_DIR/redis.log deadline runas=()
 	if pid=$(redis_pid); then
+		redis_acl
 		msg "redis: running (pid $pid)"
 		return 0
 	fi
@@ -706,6 +743,7 @@ redis_start() {
 	# $! is redis-server itself: setsid and setpriv exec, they do not fork.
 	proc_alive "$pid" redis-server || die "redis: pid $pid is not redis-server"
 	write_file "$REDIS_PIDFILE" "$pid"
+	redis_acl
 	msg "redis: started (pid $pid, 127.0.0.1:$S_REDIS_PORT)"
 }
 
@@ -1149,6 +1187,9 @@ resolve_settings() {
 	[[ $INVALIDATOR_BIN == /* ]] || INVALIDATOR_BIN=$REPO/$INVALIDATOR_BIN
 	[[ $PORT =~ ^[1-9][0-9]{0,4}$ ]] && (( PORT < 65536 )) || die "PORT must be a port number: $PORT"
 	[[ $CACHE_TTL =~ ^[1-9][0-9]*$ ]] || die "CACHE_TTL must be a positive integer: $CACHE_TTL"
+	# It is also the key pattern of the service's Redis user (redis_acl).
+	[[ $CACHE_PREFIX =~ ^[A-Za-z0-9:_./-]{0,64}$ ]] ||
+		die "CACHE_PREFIX may hold letters, digits and : _ . / - (64 at most): $CACHE_PREFIX"
 	[[ $ORDERS_ROWS =~ ^(0|[1-9][0-9]*)$ ]] || die "ORDERS_ROWS must be an integer: $ORDERS_ROWS"
 	[[ $WORKERS =~ ^[1-9][0-9]*$ ]] && (( WORKERS >= 1 && WORKERS <= 256 )) || die "WORKERS must be 1..256: $WORKERS"
 
@@ -1159,7 +1200,7 @@ resolve_settings() {
 		DB_MODE=external
 	fi
 	REDIS_URL=${REDIS_URL:-$F_REDIS_URL}
-	if [[ -z $REDIS_URL || ( -n $S_REDIS_PASSWORD && $REDIS_URL == "$(local_redis_url)" ) ]]; then
+	if [[ -z $REDIS_URL ]] || is_local_redis_url "$REDIS_URL"; then
 		REDIS_MODE=local
 	else
 		REDIS_MODE=external
@@ -1177,8 +1218,15 @@ ensure_local_credentials() {
 		S_REDIS_PASSWORD=$(randhex)
 		S_REDIS_PORT=$(pick_port "$PORT" "$S_PG_PORT")
 	fi
+	if [[ $REDIS_MODE == local && -z $S_REDIS_APP_PASSWORD ]]; then
+		S_REDIS_APP_PASSWORD=$(randhex)
+	fi
 	[[ $DB_MODE == local ]] && DATABASE_URL=$(local_db_url)
-	[[ $REDIS_MODE == local ]] && REDIS_URL=$(local_redis_url)
+	REDIS_ADMIN_URL=''
+	if [[ $REDIS_MODE == local ]]; then
+		REDIS_URL=$(local_redis_url)
+		REDIS_ADMIN_URL=$(local_redis_admin_url)
+	fi
 	S_DB_MODE=$DB_MODE
 	S_REDIS_MODE=$REDIS_MODE
 }
@@ -1189,7 +1237,16 @@ refuse_running_changes() {
 	local what=()
 	if { pool_pid >/dev/null || invalidator_watch_pid >/dev/null; } && [[ -f $ENV_FILE ]]; then
 		[[ $DATABASE_URL == "$F_DATABASE_URL" ]] || what+=(DATABASE_URL)
-		[[ $REDIS_URL == "$F_REDIS_URL" ]] || what+=(REDIS_URL)
+		if [[ $REDIS_URL != "$F_REDIS_URL" ]]; then
+			# A pool of an older deploy.sh uses the local Redis as its
+			# administrator; the next pool (restart, scale) gets the
+			# service's own user.
+			if [[ $REDIS_MODE == local && $F_REDIS_URL == "$(local_redis_admin_url)" ]]; then
+				warn "the running pool uses Redis as its administrator: ./deploy.sh restart gives it the service's own user"
+			else
+				what+=(REDIS_URL)
+			fi
+		fi
 		[[ $CACHE_TTL == "$F_CACHE_TTL" ]] || what+=(CACHE_TTL)
 		[[ $CACHE_PREFIX == "$F_CACHE_PREFIX" ]] || what+=(CACHE_PREFIX)
 	fi
@@ -1295,8 +1352,8 @@ print_summary() {
 	  curl -s $url/orders/count
 	  curl -s -X POST $url/orders -H 'Content-Type: application/json' -d '{"customerid": 42, "netamount": 12.5, "tax": 1.03}'
 	  psql "\$DATABASE_URL" -c 'SELECT count(*) FROM orders'
-	  redis-cli --no-auth-warning -u "\$REDIS_URL" --scan --pattern '${CACHE_PREFIX}*'
-	  redis-cli --no-auth-warning -u "\$REDIS_URL" TTL ${CACHE_PREFIX}count:all
+	  redis-cli --no-auth-warning -u "\$REDIS_ADMIN_URL" --scan --pattern '${CACHE_PREFIX}*'
+	  redis-cli --no-auth-warning -u "\$REDIS_ADMIN_URL" TTL ${CACHE_PREFIX}count:all
 
 	  ./deploy.sh status | ./deploy.sh scale N | ./deploy.sh stop
 	  logs: $LOG_DIR/

@@ -392,7 +392,7 @@ main() {
     unset ORDERS_TEST_HOOKS
     ((SUITE_TIMEOUT >= 2400)) || SUITE_TIMEOUT=2400
   fi
-  unset DATABASE_URL REDIS_URL
+  unset DATABASE_URL REDIS_URL REDIS_ADMIN_URL
   local rc=0 started=$SECONDS
   run_detached "$T/deploy.log" timeout -k 10 "$DEPLOY_TIMEOUT" ./deploy.sh || rc=$?
   if ((rc != 0)) || [[ ! -f $STATE_DIR/env ]]; then
@@ -408,7 +408,7 @@ main() {
 
   # shellcheck disable=SC1091
   source "$STATE_DIR/env"
-  export DATABASE_URL REDIS_URL
+  export DATABASE_URL REDIS_URL REDIS_ADMIN_URL
   if [[ ${PORT-} != "$port" ]]; then
     note "warning: $STATE_DIR/env says PORT=${PORT-}, nginx was asked for $port"
     export PORT=$port

@@ -39,6 +39,31 @@ teardown_file() {
   assert_eq "PORT from $f" "${BASE##*:}" "$got"
 }
 
+@test "least privilege in Redis: the service's user (REDIS_URL) runs its own commands on its own keys, nothing else; the admin's is separate" {
+  [[ -n ${REDIS_ADMIN_URL-} ]] || flunk "deploy.sh wrote no REDIS_ADMIN_URL to $STATE_DIR/env"
+  [[ $REDIS_URL == redis://orders:* ]] || flunk "the service does not connect to Redis as user orders"
+  [[ $REDIS_URL != "$REDIS_ADMIN_URL" ]] || flunk "REDIS_URL is the administrator's"
+  k=$(ckey "acl-test")
+  out=$(rcli_as "$REDIS_URL" SET "$k" 1)
+  assert_eq "SET of a key under $CACHE_PREFIX as the service" OK "$out"
+  rcli_as "$REDIS_URL" DEL "$k" >/dev/null
+  # refused: another key, and the commands the service never uses
+  for cmd in "SET other:key 1" "GET other:key" "FLUSHALL" "CONFIG GET maxmemory" "KEYS nothing" \
+    "SCRIPT FLUSH" "SHUTDOWN" "ACL LIST" "MONITOR" "SUBSCRIBE x" "EXPIRE $k 1"; do
+    # shellcheck disable=SC2086
+    out=$(rcli_as "$REDIS_URL" $cmd 2>&1)
+    [[ $out == *NOPERM* ]] || flunk "as the service, '$cmd' was not refused (NOPERM): $out"
+  done
+  # a script may not reach outside the prefix either
+  out=$(rcli_as "$REDIS_URL" EVAL "return redis.call('GET', KEYS[1])" 1 other:key 2>&1)
+  [[ $out == *NOPERM* ]] || flunk "a script as the service read other:key: $out"
+  # the administrator may do all of it
+  assert_eq "CONFIG GET as the administrator" maxmemory-policy "$(rcli CONFIG GET maxmemory-policy | head -1)"
+  # and the default user has a password: no password, no access
+  out=$(redis-cli -u "redis://127.0.0.1:${REDIS_URL##*:}" --no-auth-warning PING 2>&1 </dev/null)
+  [[ $out == *NOAUTH* ]] || flunk "Redis answered without a password: $out"
+}
+
 @test "running ./deploy.sh again is harmless: same servers, data not reloaded, service answers" {
   before=$(stack_status | awk '$1 == "postgres" || $1 == "redis" || $1 == "nginx"' | sort)
   rows=$(rows_total)

@@ -96,14 +96,21 @@ psqlc() {
   timeout 20 psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 -c "$1"
 }
 
-# rcli ARGS...: redis-cli against REDIS_URL. Fails (does not hang) while
+# rcli ARGS...: redis-cli as Redis's administrator (REDIS_ADMIN_URL, which
+# deploy.sh writes for its local Redis), else as the service (REDIS_URL),
+# whose user may touch only its own keys. Fails (does not hang) while
 # Redis is down. redis-cli 7.0's -u only knows redis:// and rediss://, so the
 # unix:///path?password=..&db=N form is translated to -s/-a/-n.
-rcli() {
+rcli() { rcli_as "${REDIS_ADMIN_URL:-$REDIS_URL}" "$@"; }
+
+# rcli_as URL ARGS...: redis-cli against URL.
+rcli_as() {
   local -a conn
-  case $REDIS_URL in
+  local url=$1
+  shift
+  case $url in
   unix://*)
-    local rest=${REDIS_URL#unix://} q='' kv pw='' db=''
+    local rest=${url#unix://} q='' kv pw='' db=''
     [[ $rest == *\?* ]] && q=${rest#*\?} && rest=${rest%%\?*}
     local IFS='&'
     for kv in $q; do
@@ -117,7 +124,7 @@ rcli() {
     [[ -n $pw ]] && conn+=(-a "$pw")
     [[ -n $db ]] && conn+=(-n "$db")
     ;;
-  *) conn=(-u "$REDIS_URL") ;;
+  *) conn=(-u "$url") ;;
   esac
   timeout 5 redis-cli "${conn[@]}" --no-auth-warning "$@" </dev/null
 }
