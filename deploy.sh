@@ -298,7 +298,11 @@ setup_paths() {
 	d=$(state_dir_path)
 	if [[ ! -d $d ]]; then
 		(( $1 )) || return 1
+		# Ours alone: it holds the secrets (env, deploy.state) and logs.
+		# Postgres's data and the sockets then live where their users
+		# can reach them (see setup_pg_paths, setup_run_dir).
 		mkdir -p -- "$d"
+		chmod 0700 -- "$d"
 	fi
 	STATE_DIR=$(cd -- "$d" && pwd -P)
 	# The path goes into nginx's and Postgres's configuration files and sed
