@@ -25,6 +25,51 @@ decode_key(const char *text, size_t start, size_t end)
 	return o;
 }
 
+/*
+ * Whether s[0..len) is UTF-8 as RFC 3629 defines it (JSON text must be:
+ * RFC 8259, 8.1). json-c's JSON_TOKENER_VALIDATE_UTF8 only checks the
+ * bytes' shape: it lets overlong forms (C0 AF for '/'), surrogates (ED A0
+ * 80) and code points past U+10FFFF (F4 90 80 80, F5 ...) through.
+ */
+static int
+utf8_valid(const unsigned char *s, size_t len)
+{
+	unsigned char lo, hi;
+	size_t i = 0, k, n;
+
+	while (i < len) {
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		lo = 0x80;
+		hi = 0xbf;
+		if (s[i] >= 0xc2 && s[i] <= 0xdf)
+			n = 1;
+		else if (s[i] >= 0xe0 && s[i] <= 0xef) {
+			n = 2;
+			if (s[i] == 0xe0)
+				lo = 0xa0;	/* overlong */
+			else if (s[i] == 0xed)
+				hi = 0x9f;	/* surrogates */
+		} else if (s[i] >= 0xf0 && s[i] <= 0xf4) {
+			n = 3;
+			if (s[i] == 0xf0)
+				lo = 0x90;	/* overlong */
+			else if (s[i] == 0xf4)
+				hi = 0x8f;	/* past U+10FFFF */
+		} else
+			return 0;
+		if (len - i - 1 < n || s[i + 1] < lo || s[i + 1] > hi)
+			return 0;
+		for (k = 2; k <= n; k++)
+			if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+				return 0;
+		i += n + 1;
+	}
+	return 1;
+}
+
 enum json_members
 json_check_members(const char *text, size_t len)
 {
@@ -212,6 +257,10 @@ order_parse(const char *body, size_t len, struct new_order *o, char *err,
 		snprintf(err, errlen, len ? "body too large" : "empty body");
 		return len ? 413 : 400;
 	}
+	if (!utf8_valid((const unsigned char *)body, len)) {
+		snprintf(err, errlen, "malformed JSON: invalid utf-8");
+		return 400;
+	}
 	if ((tok = json_tokener_new_ex(ORDER_JSON_DEPTH)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return 500;
@@ -220,10 +269,18 @@ order_parse(const char *body, size_t len, struct new_order *o, char *err,
 	    JSON_TOKENER_VALIDATE_UTF8);
 	/* Passing the terminating NUL too ends a bare top-level number. */
 	obj = json_tokener_parse_ex(tok, body, (int)len + 1);
-	if (obj == NULL || json_tokener_get_parse_end(tok) < len) {
+	if (obj == NULL &&
+	    json_tokener_get_error(tok) == json_tokener_success &&
+	    json_tokener_get_parse_end(tok) >= len) {
+		/* A JSON null: json-c's object for it is NULL, but it is
+		 * well-formed JSON, not an object, like 42 or [] (422). */
+		snprintf(err, errlen, "the body must be a JSON object");
+		rc = 422;
+	} else if (obj == NULL || json_tokener_get_parse_end(tok) < len) {
 		snprintf(err, errlen, "malformed JSON: %s",
-		    obj == NULL ? json_tokener_error_desc(
-		    json_tokener_get_error(tok)) : "unexpected data after it");
+		    json_tokener_get_error(tok) != json_tokener_success ?
+		    json_tokener_error_desc(json_tokener_get_error(tok)) :
+		    "unexpected data after it");
 		rc = 400;
 	} else if (!json_object_is_type(obj, json_type_object)) {
 		snprintf(err, errlen, "the body must be a JSON object");
