@@ -2,6 +2,7 @@
 # test` runs every test against real servers, `make check` only the unit
 # tests, `make fuzz` each libFuzzer target for FUZZ_SECONDS (60).
 # `make asan` builds both programs again with ASan and UBSan (build/asan/).
+# `make bench` measures the service against its floors (bench/run-bench.sh).
 
 CC	?= cc
 PKGS	= fcgi libpq hiredis json-c
@@ -87,6 +88,24 @@ soak: all
 
 deps:
 	./deploy.sh deps --test
+
+# The benchmark: builds, starts a private stack with ORDERS_ROWS (BENCH_ROWS,
+# 1,000,000) orders on free loopback ports, measures the two floors
+# (bench/floor.c, bench/floor-redis.c) and the service in alternation, stops
+# everything and prints its tables (bench/run-bench.sh; PNG in bench/out/).
+# Minutes; it prints, it asserts nothing about speed.
+.PHONY: bench bench-build
+bench-build: $(BUILD)/floor $(BUILD)/floor-redis
+
+$(BUILD)/floor: bench/floor.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -o $@ $< -lfcgi
+
+$(BUILD)/floor-redis: bench/floor-redis.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -o $@ $< -lfcgi $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
+
+bench: all bench-build
+	@./deploy.sh deps --check --test >/dev/null 2>&1 || ./deploy.sh deps --test
+	@bench/run-bench.sh
 
 # ---------------------------------------------------------------- hardening
 

@@ -1,0 +1,490 @@
+#!/usr/bin/env bash
+# bench/run-bench.sh (make bench): the service against its floors, in one
+# run, on a private stack.
+#
+# Starts Postgres, Redis, the pool, the invalidator and nginx with
+# ./deploy.sh in a temporary directory on a free loopback port, with
+# BENCH_ROWS (1,000,000) orders, and always stops them again (EXIT trap:
+# ./deploy.sh stop, then whatever survived it, then the directories).
+# Then, through the same nginx and its configuration, by turns:
+#
+#   floor round    the pool is build/floor (bench/floor.c: answers at once)
+#                  and then build/floor-redis (bench/floor-redis.c: one
+#                  Redis GET per request), each at 8 and 64 connections
+#   service round  the pool is build/orders-worker: cache-hit GET
+#                  /orders/count, cache-hit GET /orders/{id}, cold misses
+#                  (a new count per request), POST /orders, a 95/5
+#                  read/write mix, each at 8 and 64 connections
+#
+# in the order F S F S F (BENCH_REPS service rounds, each between two floor
+# rounds; a ratio is to the mean of the floors just before and after, so
+# that drift hits both alike). The pool is switched with
+# WORKER_BIN=... ./deploy.sh scale N, which changes nothing but the pool.
+# Each case is wrk -t2 --latency for BENCH_SECONDS.
+#
+# Then resource accounting: Redis commands per request of each case (INFO
+# commandstats deltas over the measured runs, the benchmark's own INFO and
+# AUTH left out); Postgres transactions per request (pg_stat_database
+# xact_commit + xact_rollback deltas over short runs of their own, each
+# counted after 11 s of quiet: a backend reports its counts at most once a
+# second and, idle, 10 s later; an idle window of the same length is
+# subtracted); each worker's VmRSS after each round.
+#
+# Prints one table per round and the accounting, writes them to
+# bench/out/bench.txt, the figures to bench/out/results.tsv and, with
+# gnuplot, bench/out/bench.png (req/s and p99 per case). It asserts nothing
+# about speed: it exits 1 only when a case had errors (non-2xx answers,
+# socket errors) or the stack failed.
+#
+# Settings (environment):
+#   BENCH_ROWS (1000000)  orders loaded (ORDERS_ROWS of deploy.sh)
+#   BENCH_SECONDS (8)     per measured case
+#   BENCH_REPS (2)        service rounds
+#   BENCH_WARMUP (2)      seconds of warm-up after each switch of the pool
+#   BENCH_ACCT_SECONDS (3) per Postgres accounting window
+#   WORKERS (4)           the pool's size, floors and service alike
+#   BENCH_CONNS ("8 64")  connection counts
+
+set -u
+set -o pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$REPO" || exit 2
+
+ROWS=${BENCH_ROWS:-1000000}
+SECS=${BENCH_SECONDS:-8}
+REPS=${BENCH_REPS:-2}
+WARMUP=${BENCH_WARMUP:-2}
+ACCT_SECS=${BENCH_ACCT_SECONDS:-3}
+NWORKERS=${WORKERS:-4}
+CONNS=${BENCH_CONNS:-8 64}
+OUT=$REPO/bench/out
+SETTLE=${BENCH_SETTLE:-11} # pg_stat: 10 s idle flush interval, plus one
+
+for v in ROWS SECS REPS WARMUP ACCT_SECS NWORKERS; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "run-bench.sh: $v must be a positive integer: ${!v}" >&2; exit 2; }
+done
+((ROWS >= 1000)) || { echo "run-bench.sh: BENCH_ROWS must be 1000 or more" >&2; exit 2; }
+for b in build/orders-worker build/orders-invalidator build/floor build/floor-redis; do
+  [[ -x $b ]] || { echo "run-bench.sh: no $b: run make bench (or make all bench-build)" >&2; exit 2; }
+done
+command -v wrk >/dev/null || { echo "run-bench.sh: wrk is missing: ./deploy.sh deps --test" >&2; exit 2; }
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/orders-bench.XXXXXX") || exit 2
+export STATE_DIR=$T/state
+unset DATABASE_URL REDIS_URL REDIS_ADMIN_URL WORKER_BIN INVALIDATOR_BIN ORDERS_TEST_HOOKS
+export BENCH_LUA=$REPO/bench
+mkdir -p "$OUT"
+: >"$T/report.txt"
+
+ERRORS=0    # cases with errors
+WRK_PID=''
+STARTED=$SECONDS
+
+log() { printf '# %s\n' "$*" >&2; }
+# say: a line of the report (stdout and bench/out/bench.txt)
+say() { printf '%s\n' "$*" | tee -a "$T/report.txt"; }
+fail() {
+  printf 'run-bench.sh: %s\n' "$*" >&2
+  exit 1
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pick_port: a free loopback port (and the next two) below the ephemeral
+# range, as tests/run-integration.sh picks it.
+pick_port() {
+  local lo=10000 hi=32767 eph p i n base
+  if read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((eph > lo + 1000)); then
+    hi=$((eph - 1))
+  fi
+  n=$((hi - lo - 2))
+  base=$((RANDOM % n))
+  for ((i = 0; i < 300; i++)); do
+    p=$((lo + (base + i * 3) % n))
+    if ! port_in_use "$p" && ! port_in_use $((p + 1)) && ! port_in_use $((p + 2)); then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# deploy ARGS...: ./deploy.sh, bounded, its output to T/deploy.log.
+deploy() {
+  timeout -k 10 "${DEPLOY_TIMEOUT:-120}" ./deploy.sh "$@" >>"$T/deploy.log" 2>&1 </dev/null
+}
+
+# ---------------------------------------------------------------- cleanup
+
+# remove_outside DIR: Postgres's and the run directory, when deploy.sh put
+# them outside STATE_DIR (as root: /var/lib/postgresql/orders-ID,
+# /run/orders-ID); nothing else.
+remove_outside() {
+  local d=${1%/}
+  [[ -n $d && -d $d && ! -L $d ]] || return 0
+  case $d in
+  /var/lib/postgresql/orders-* | /run/orders-* | "$T"/*) rm -rf -- "$d" ;;
+  esac
+}
+
+cleanup() {
+  local rc=$? pgpath='' runpath='' pids pid i left
+  trap - EXIT INT TERM
+  set +e
+  if [[ -n $WRK_PID ]]; then
+    kill -TERM "$WRK_PID" 2>/dev/null
+    wait "$WRK_PID" 2>/dev/null
+  fi
+  if [[ -d $T/state ]]; then
+    pgpath=$(head -1 "$T/state/pg.path" 2>/dev/null)
+    runpath=$(head -1 "$T/state/run.path" 2>/dev/null)
+    pids=$(timeout 30 ./deploy.sh status 2>/dev/null </dev/null | awk '$2 ~ /^[0-9]+$/ { print $2 }')
+    if ! DEPLOY_TIMEOUT=120 deploy stop; then
+      log "./deploy.sh stop failed:"
+      tail -n 20 "$T/deploy.log" >&2
+      rc=1
+    fi
+    # what ./deploy.sh stop left running (it should be nothing)
+    for ((i = 0; i < 20; i++)); do
+      left=''
+      for pid in $pids; do [[ -d /proc/$pid ]] && left+=" $pid"; done
+      [[ -z $left ]] && break
+      sleep 0.25
+    done
+    if [[ -n $left ]]; then
+      log "left running after ./deploy.sh stop:$left; killing"
+      kill -TERM $left 2>/dev/null
+      sleep 2
+      kill -KILL $left 2>/dev/null
+      rc=1
+    fi
+  fi
+  [[ -s $T/report.txt ]] && cp -f "$T/report.txt" "$OUT/bench.txt"
+  rm -rf -- "$T"
+  remove_outside "$pgpath"
+  remove_outside "$runpath"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log interrupted; exit 130' INT TERM
+
+# ---------------------------------------------------------------- probes
+
+# envvar NAME: NAME as STATE_DIR/env says, without putting it in ours.
+envvar() { (. "$STATE_DIR/env" && printf '%s' "${!1}"); }
+
+rcli() { timeout 10 redis-cli --no-auth-warning -u "$REDIS_ADMIN" "$@"; }
+sql() { PGCONNECT_TIMEOUT=10 timeout 30 psql "$DB_URL" -X -tA -c "$1"; }
+
+# redis_calls FILE: "command calls" per line, from INFO commandstats (the
+# benchmark's own INFO and AUTH left out; commands a script runs are
+# counted too), and "@reads N": total_reads_processed, the read events on
+# client connections, about one per round trip of a client that waits for
+# each answer (as the workers do; the benchmark's redis-cli adds 3).
+redis_calls() {
+  rcli INFO stats commandstats | tr -d '\r' |
+    sed -n -E -e 's/^cmdstat_([^:]+):calls=([0-9]+),.*/\1 \2/p' \
+      -e 's/^total_reads_processed:([0-9]+)/@reads \1/p' |
+    grep -v -E '^(info|auth) ' >"$1"
+}
+
+# redis_delta BEFORE AFTER REQUESTS: "RT CMDS BREAKDOWN": round trips per
+# request, commands per request, and those of at least 0.005 per request
+# ("get=1.00,evalsha=1.00").
+redis_delta() {
+  awk -v n="$3" '
+    NR == FNR { before[$1] = $2; next }
+    $1 == "@reads" { rt = $2 - before[$1] - 3; next }
+    { d = $2 - before[$1]; if (d > 0) { delta[$1] = d; total += d } }
+    END {
+      if (n <= 0) { print "- - -"; exit }
+      s = ""
+      for (c in delta) if (delta[c] / n >= 0.005) s = s (s == "" ? "" : ",") sprintf("%s=%.2f", c, delta[c] / n)
+      printf "%.2f %.2f %s\n", rt / n, total / n, (s == "" ? "-" : s)
+    }' "$1" "$2"
+}
+
+pg_xacts() {
+  sql "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+}
+
+worker_pids() { ./deploy.sh status 2>/dev/null </dev/null | awk '$1 == "worker" && $2 ~ /^[0-9]+$/ { print $2 }'; }
+
+# rss_line: the pool's workers' VmRSS, in MiB
+rss_line() {
+  local pid kb all=''
+  for pid in $(worker_pids); do
+    kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || continue
+    [[ -n $kb ]] && all+=" $kb"
+  done
+  [[ -n $all ]] || { echo "-"; return; }
+  printf '%s\n' $all | awk '{ s += $1; if (NR == 1 || $1 > mx) mx = $1; if (NR == 1 || $1 < mn) mn = $1 }
+    END { printf "%d workers, VmRSS min %.1f / mean %.1f / max %.1f MiB", NR, mn / 1024, s / NR / 1024, mx / 1024 }'
+}
+
+# ---------------------------------------------------------------- wrk
+
+RUN_NO=0
+COUNTER_NO=0 # runs of the scripts with counters (miss, post, mixed)
+
+# run_wrk CONNS SECONDS SCRIPT PATH: wrk against the stack; sets R
+# (report.lua's line: requests=... rps=... p50_ms=...), WRK_OUT.
+run_wrk() {
+  local c=$1 s=$2 script=$3 path=$4
+  RUN_NO=$((RUN_NO + 1))
+  WRK_OUT=$T/wrk.$RUN_NO
+  # a base of its own for the counters of miss.lua, post.lua, mixed.lua:
+  # no count, no body of an earlier run again (2 threads x 150,000 each;
+  # miss.lua's counts repeat after 7,320,000, some 24 such runs)
+  [[ $script == static.lua ]] || COUNTER_NO=$((COUNTER_NO + 1))
+  BENCH_REPORT=$WRK_OUT.report BENCH_BASE=$((COUNTER_NO * 300000)) BENCH_STRIDE=150000 \
+    BENCH_IDS=$HOT_IDS timeout -k 5 $((s + 30)) \
+    wrk -t 2 -c "$c" -d "${s}s" --latency --timeout 10s -s "bench/$script" "$BASE$path" \
+    >"$WRK_OUT.out" 2>&1 </dev/null &
+  WRK_PID=$!
+  wait "$WRK_PID"
+  local rc=$?
+  WRK_PID=''
+  R=$(cat "$WRK_OUT.report" 2>/dev/null)
+  if ((rc != 0)) || [[ -z $R ]]; then
+    log "wrk failed (exit $rc): $(tail -n 3 "$WRK_OUT.out" | tr '\n' ' ')"
+    R="requests=0 seconds=$s rps=0 p50_ms=0 p99_ms=0 non2xx=0 connect=1 read=0 write=0 timeout=0"
+  fi
+}
+
+# field NAME: NAME's value in R
+field() { sed -n -E "s/.*(^| )$1=([^ ]+).*/\2/p" <<<"$R"; }
+errors_of() { awk '{ n = 0; for (i = 1; i <= NF; i++) if ($i ~ /^(non2xx|connect|read|write|timeout)=/) { split($i, a, "="); n += a[2] } print n }' <<<"$R"; }
+
+# the cases: NAME|SCRIPT|PATH
+FLOOR_CASES=("floor|static.lua|/floor")
+FLOOR_REDIS_CASES=("floor-redis|static.lua|/floor")
+SERVICE_CASES=(
+  "count-hit|static.lua|/orders/count?customerid=42"
+  "id-hit|static.lua|/orders/@ID@"
+  "miss|miss.lua|/"
+  "post|post.lua|/"
+  "mixed-95/5|mixed.lua|/"
+)
+
+# pool BIN: the pool becomes BIN (WORKER_BIN of deploy.sh scale; "" for
+# the service), then a warm-up.
+pool() {
+  if [[ -n $1 ]]; then
+    WORKER_BIN=$REPO/$1 deploy scale "$NWORKERS" || fail "./deploy.sh scale with WORKER_BIN=$1 failed (see above)"
+  else
+    deploy scale "$NWORKERS" || fail "./deploy.sh scale (the service) failed"
+  fi
+}
+
+# measure ROUND NAME SCRIPT PATH CONNS: one measured case; a row of
+# T/rows: round name conns rps p50 p99 errors redis-round-trips/req
+# redis-commands/req breakdown
+measure() {
+  local round=$1 name=$2 script=$3 path=$4 c=$5 e rq rd
+  path=${path//@ID@/$HIT_ID}
+  log "round $round: $name at $c connections"
+  if [[ $name == count-hit || $name == id-hit ]]; then
+    # cached before the clock starts
+    curl -s -o /dev/null --max-time 10 "$BASE$path"
+    [[ $(curl -s -o /dev/null -D - --max-time 10 "$BASE$path" | tr -d '\r' | sed -n 's/^X-Cache: //Ip') == HIT ]] ||
+      log "warning: $path is not a cache hit after a first request"
+  fi
+  redis_calls "$T/rc.before"
+  run_wrk "$c" "$SECS" "$script" "$path"
+  redis_calls "$T/rc.after"
+  e=$(errors_of)
+  rq=$(field requests)
+  rd=$(redis_delta "$T/rc.before" "$T/rc.after" "$rq" | tr ' ' '\t')
+  if ((e > 0)); then
+    ERRORS=$((ERRORS + 1))
+    log "errors in $name at $c: $R"
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$c" "$(field rps)" \
+    "$(field p50_ms)" "$(field p99_ms)" "$e" "$rd" >>"$T/rows"
+}
+
+floor_round() {
+  local f=$1 spec name script path c
+  pool build/floor
+  run_wrk 64 "$WARMUP" static.lua /floor
+  for spec in "${FLOOR_CASES[@]}"; do
+    IFS='|' read -r name script path <<<"$spec"
+    for c in $CONNS; do measure "F$f" "$name" "$script" "$path" "$c"; done
+  done
+  RSS_FLOOR[$f]=$(rss_line)
+  pool build/floor-redis
+  run_wrk 64 "$WARMUP" static.lua /floor
+  for spec in "${FLOOR_REDIS_CASES[@]}"; do
+    IFS='|' read -r name script path <<<"$spec"
+    for c in $CONNS; do measure "F$f" "$name" "$script" "$path" "$c"; done
+  done
+  RSS_FLOOR_REDIS[$f]=$(rss_line)
+}
+
+service_round() {
+  local s=$1 spec name script path c
+  pool ''
+  run_wrk 64 "$WARMUP" miss.lua /
+  run_wrk 64 "$WARMUP" mixed.lua /
+  for spec in "${SERVICE_CASES[@]}"; do
+    IFS='|' read -r name script path <<<"$spec"
+    for c in $CONNS; do measure "S$s" "$name" "$script" "$path" "$c"; done
+  done
+  RSS_SERVICE[$s]=$(rss_line)
+}
+
+# ---------------------------------------------------------------- report
+
+# table REP: the rows of service round REP, with the floors of rounds REP
+# and REP+1 (their mean is the ratio's denominator).
+table() {
+  local r=$1
+  say ""
+  say "repetition $r of $REPS: floors F$r and F$((r + 1)) around service round S$r"
+  awk -F'\t' -v s="S$r" -v fa="F$r" -v fb="F$((r + 1))" '
+    function rowout(name, c, rps, p50, p99, err, ratio, rt, cmds) {
+      printf "%-12s %5s %9s %8s %8s %7s  %-22s %9s %9s\n", name, c, rps, p50, p99, err, ratio, rt, cmds
+    }
+    BEGIN { rowout("case", "conns", "req/s", "p50 ms", "p99 ms", "errors", "ratio to floor", "redis RT", "redis cmd") }
+    ($1 == fa || $1 == fb) {
+      k = $2 SUBSEP $3; n[k]++; rps[k] += $4; p50[k] += $5; p99[k] += $6; err[k] += $7
+      one[k] = one[k] (one[k] == "" ? "" : " / ") sprintf("%.0f", $4); rt[k] = $8; cmd[k] = $9
+      if (!(k in order)) { order[k] = ++nk; keys[nk] = k }
+    }
+    $1 == s { rows[++ns] = $0 }
+    END {
+      for (i = 1; i <= nk; i++) {
+        k = keys[i]; split(k, kc, SUBSEP)
+        rowout(kc[1], kc[2], sprintf("%.0f", rps[k] / n[k]), sprintf("%.2f", p50[k] / n[k]),
+          sprintf("%.2f", p99[k] / n[k]), err[k], "(" one[k] ")", rt[k], cmd[k])
+      }
+      for (i = 1; i <= ns; i++) {
+        split(rows[i], f, "\t")
+        fl = (f[2] ~ /hit$/) ? "floor-redis" : "floor"
+        k = fl SUBSEP f[3]
+        ratio = (n[k] && rps[k] > 0) ? sprintf("%.2f x %s", f[4] / (rps[k] / n[k]), fl) : "-"
+        rowout(f[2], f[3], sprintf("%.0f", f[4]), sprintf("%.2f", f[5]), sprintf("%.2f", f[6]), f[7], ratio, f[8], f[9])
+      }
+    }' "$T/rows" | tee -a "$T/report.txt"
+  say "  floors: mean of F$r and F$((r + 1)) (each in parentheses); ratio: req/s over that mean, hits over floor-redis;"
+  say "  redis RT: round trips per request (read events); redis cmd: commands per request, a script's own included"
+  say "  worker RSS after S$r: ${RSS_SERVICE[$r]}"
+}
+
+plot() {
+  local tsv=$OUT/results.tsv
+  # one line per case and conns: label, req/s and p99 of each service
+  # round (floors: of each floor round)
+  {
+    printf 'label'
+    for ((r = 1; r <= REPS; r++)); do printf '\trps%d' "$r"; done
+    for ((r = 1; r <= REPS; r++)); do printf '\tp99_%d' "$r"; done
+    printf '\n'
+    awk -F'\t' -v reps="$REPS" '
+      { r = substr($1, 2) + 0; isf = substr($1, 1, 1) == "F"
+        if (isf && r > reps) next   # the last floor round: no service round of its own
+        k = $2 "@" $3; if (!(k in seen)) { seen[k] = ++nk; keys[nk] = k }
+        rps[k, r] = $4; p99[k, r] = $6 }
+      END {
+        for (i = 1; i <= nk; i++) {
+          k = keys[i]; line = k
+          for (r = 1; r <= reps; r++) line = line "\t" (((k, r) in rps) ? rps[k, r] : "NaN")
+          for (r = 1; r <= reps; r++) line = line "\t" (((k, r) in p99) ? p99[k, r] : "NaN")
+          print line
+        }
+      }' "$T/rows"
+  } >"$tsv"
+  if command -v gnuplot >/dev/null; then
+    if timeout 60 gnuplot -e "datafile='$tsv'; outfile='$OUT/bench.png'; reps=$REPS" bench/plot.gp 2>"$T/gnuplot.err"; then
+      say "plot: $OUT/bench.png (figures: $tsv)"
+    else
+      say "plot: gnuplot failed: $(head -c 300 "$T/gnuplot.err")"
+    fi
+  else
+    say "plot: no gnuplot (apt-get install gnuplot-nox); figures in $tsv"
+  fi
+}
+
+# ---------------------------------------------------------------- main
+
+port=$(pick_port) || fail "no free loopback port"
+log "stack in $T, nginx on 127.0.0.1:$port, $ROWS orders, $NWORKERS workers"
+export PORT=$port WORKERS=$NWORKERS ORDERS_ROWS=$ROWS
+t0=$SECONDS
+DEPLOY_TIMEOUT=1200 deploy || { tail -n 30 "$T/deploy.log" >&2; fail "./deploy.sh did not start the stack"; }
+DEPLOY_SECS=$((SECONDS - t0))
+BASE=http://127.0.0.1:$port
+DB_URL=$(envvar DATABASE_URL)
+REDIS_ADMIN=$(envvar REDIS_ADMIN_URL)
+PREFIX=$(envvar CACHE_PREFIX)
+[[ -n $DB_URL && -n $REDIS_ADMIN ]] || fail "no DATABASE_URL / REDIS_ADMIN_URL in $STATE_DIR/env"
+for ((i = 0; i < 40; i++)); do
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/healthz") == 200 ]] && break
+  sleep 0.25
+done
+HIT_ID=$((ROWS < 4242 ? ROWS : 4242))
+HOT_IDS=$((ROWS < 10000 ? ROWS : 10000))
+# floor-redis answers this key: the service's own answer for the id-hit case
+body=$(curl -s --max-time 10 "$BASE/orders/$HIT_ID")
+[[ $body == '{'* ]] || fail "GET /orders/$HIT_ID answered: $body"
+[[ $(rcli SET "${PREFIX}bench:floor" "$body") == OK ]] || fail "cannot SET ${PREFIX}bench:floor"
+log "deployed in ${DEPLOY_SECS}s; ${#body}-byte value for floor-redis"
+
+declare -A RSS_FLOOR RSS_FLOOR_REDIS RSS_SERVICE
+: >"$T/rows"
+say "make bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- cgi-src 2>/dev/null || echo ' (cgi-src modified)'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+say "  $ROWS orders, $NWORKERS workers, wrk -t2 --latency, ${SECS}s per case, connections: $CONNS; floors and service through the same nginx"
+
+for ((r = 1; r <= REPS; r++)); do
+  floor_round "$r"
+  service_round "$r"
+done
+floor_round $((REPS + 1))
+
+for ((r = 1; r <= REPS; r++)); do table "$r"; done
+say ""
+say "worker RSS: floor ${RSS_FLOOR[1]}; floor-redis ${RSS_FLOOR_REDIS[1]}"
+
+# Postgres transactions per request, the service pool running: an idle
+# window, then each case alone, each counted after SETTLE s of quiet.
+log "Postgres accounting: ${ACCT_SECS}s per case, ${SETTLE}s of quiet between"
+pool ''
+sleep "$SETTLE"
+x0=$(pg_xacts)
+sleep "$ACCT_SECS"
+sleep "$SETTLE"
+x1=$(pg_xacts)
+idle=$((x1 - x0))
+say ""
+say "Postgres transactions per request (pg_stat_database xact_commit + xact_rollback of the orders"
+say "database, all sessions; an idle window's count, $idle, subtracted; each statement runs in one, so 0 means"
+say "no statement and, for reads, which run one statement each, it counts statements):"
+for spec in "count-hit|static.lua|/orders/count?customerid=42" "id-hit|static.lua|/orders/$HIT_ID" \
+  "miss|miss.lua|/" "post|post.lua|/"; do
+  IFS='|' read -r name script path <<<"$spec"
+  curl -s -o /dev/null --max-time 10 "$BASE$path"
+  curl -s -o /dev/null --max-time 10 "$BASE$path"
+  sleep "$SETTLE"
+  x0=$(pg_xacts)
+  run_wrk 8 "$ACCT_SECS" "$script" "$path"
+  sleep "$SETTLE"
+  x1=$(pg_xacts)
+  rq=$(field requests)
+  e=$(errors_of)
+  ((e > 0)) && { ERRORS=$((ERRORS + 1)); log "errors in accounting run $name: $R"; }
+  say "$(awk -v n="$name" -v d="$((x1 - x0 - idle))" -v rq="$rq" 'BEGIN {
+    printf "  %-10s %8d requests  %8d transactions  %.3f per request\n", n, rq, d, (rq > 0 ? d / rq : 0) }')"
+done
+say "worker RSS after the accounting: $(rss_line)"
+say ""
+say "Redis per request, by command (INFO commandstats over the measured runs of repetition 1; a script's"
+say "commands counted as well as its EVALSHA):"
+awk -F'\t' '$1 == "S1" || $1 == "F1" { printf "  %-12s %3s  RT %s  %s\n", $2, $3, $8, $10 }' "$T/rows" | tee -a "$T/report.txt"
+
+plot
+say ""
+say "deploy with $ROWS orders: ${DEPLOY_SECS}s; whole run: $((SECONDS - STARTED))s; cases with errors: $ERRORS"
+((ERRORS == 0)) || exit 1
+exit 0
