@@ -678,7 +678,7 @@ redis_ping() {
 redis_acl_rules() {
 	ACL_RULES=(on ">$S_REDIS_APP_PASSWORD" "~${CACHE_PREFIX}*" resetchannels
 		-@all +auth +hello +ping +select '+script|load' +evalsha +eval
-		+get +set +del +exists +incr +sadd +srem +smembers +srandmember)
+		+get +pttl +set +del +exists +incr +sadd +srem +smembers +srandmember)
 }
 
 # redis_acl: (re)defines user "orders" in the running Redis, from scratch

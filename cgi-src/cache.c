@@ -100,7 +100,7 @@ sleep_ms(int ms)
  */
 static enum kv_status
 wait_for_fill(struct cache *c, const struct entry_keys *k, struct buf *body,
-    double deadline)
+    double deadline, long long *ttl_ms)
 {
 	enum kv_status ks = KV_BUSY;
 	int step = POLL_FIRST_MS;
@@ -109,7 +109,7 @@ wait_for_fill(struct cache *c, const struct entry_keys *k, struct buf *body,
 		sleep_ms(step);
 		if (step < POLL_MAX_MS)
 			step *= 2;
-		ks = kv_peek(c->kv, k->key, k->lock, body);
+		ks = kv_peek(c->kv, k->key, k->lock, body, ttl_ms);
 	}
 	return ks;
 }
@@ -122,18 +122,18 @@ wait_for_fill(struct cache *c, const struct entry_keys *k, struct buf *body,
  */
 static enum kv_status
 lease_or_wait(struct cache *c, const struct entry_keys *k, struct buf *body,
-    struct kv_ticket *t, struct cache_result *res)
+    struct kv_ticket *t, struct cache_result *res, long long *ttl_ms)
 {
 	double deadline = clock_ms() + c->wait_ms;
 	enum kv_status ks;
 
 	for (;;) {
 		ks = kv_lease(c->kv, k->key, k->gen, k->lock, c->lock_ms, body,
-		    t);
+		    t, ttl_ms);
 		if (ks != KV_BUSY)
 			return ks;
 		res->waited = 1;
-		ks = wait_for_fill(c, k, body, deadline);
+		ks = wait_for_fill(c, k, body, deadline, ttl_ms);
 		if (ks == KV_BUSY) {
 			log_debug("cache: waited %d ms for %s, loading it too",
 			    c->wait_ms, k->key);
@@ -152,22 +152,25 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 	struct kv_ticket t;
 	enum cache_load lr;
 	enum kv_status ks;
+	long long ttl_ms = -1;
 	double t0, t1;
 
 	res->cache_ms = res->load_ms = 0;
-	res->waited = res->stored = 0;
+	res->waited = res->stored = res->max_age = 0;
 	res->status = CACHE_BYPASS;
 	if (entry_keys(&k, c->prefix, ns, id) == -1) {
 		log_error("cache: key too long for %s", ns->name);
 		return LOAD_ERROR;
 	}
 	t0 = clock_ms();
-	ks = kv_get(c->kv, k.key, body);
+	ks = kv_get(c->kv, k.key, body, &ttl_ms);
 	if (ks == KV_MISS)
-		ks = lease_or_wait(c, &k, body, &t, res);
+		ks = lease_or_wait(c, &k, body, &t, res, &ttl_ms);
 	res->cache_ms = clock_ms() - t0;
 	if (ks == KV_OK) {
 		res->status = CACHE_HIT;
+		/* Rounded down: a client's copy never outlives ours. */
+		res->max_age = ttl_ms >= 0 ? (int)(ttl_ms / 1000) : 0;
 		return LOAD_OK;
 	}
 	if (ks != KV_DOWN)
@@ -186,8 +189,10 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 			sleep_ms(c->fill_delay_ms);
 		ks = kv_fill(c->kv, k.key, body->data, body->len, c->ttl,
 		    ns->indexed ? k.index : NULL, k.gen, k.lock, &t);
-		if (ks == KV_OK)
+		if (ks == KV_OK) {
 			res->stored = 1;
+			res->max_age = c->ttl;
+		}
 		else if (ks == KV_STALE)
 			log_debug("cache: %s changed while loading, not stored",
 			    k.key);

@@ -48,6 +48,11 @@ struct cache_result {
 	double		 load_ms;	/* time spent in the loader */
 	int		 waited;	/* waited for another's fill */
 	int		 stored;	/* this read filled the entry */
+	/*
+	 * Seconds a client may reuse the answer: never more than the
+	 * entry's remaining ttl (a hit), the ttl (a fill), else 0.
+	 */
+	int		 max_age;
 };
 
 /* Appends the body of a LOAD_OK answer to body. */

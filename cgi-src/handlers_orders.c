@@ -93,7 +93,7 @@ answer_cached(struct exchange *x, const struct cache_ns *ns, const char *id,
 	lr = cache_read(&x->app->cache, ns, id, load, arg, &x->resp->body,
 	    &res);
 	if (lr == LOAD_OK)
-		http_json(x->resp, 200);
+		http_cached_json(x->resp, x->req, res.max_age);
 	else
 		answer_failure(x, lr);
 	http_header(x->resp, "X-Cache", "%s", cache_status_names[res.status]);

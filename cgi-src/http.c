@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 
 #include "clock.h"
+#include "etag.h"
 
 static const struct {
 	const char	*name;
@@ -95,6 +96,7 @@ http_request_parse(char **envp, struct request *r, char *err, size_t errlen)
 	r->content_type = param(envp, "CONTENT_TYPE");
 	r->idempotency_key = header_param(envp, "HTTP_IDEMPOTENCY_KEY",
 	    &r->idempotency_keys);
+	r->if_none_match = param(envp, "HTTP_IF_NONE_MATCH");
 	if ((cl = param(envp, "CONTENT_LENGTH")) != NULL &&
 	    (r->content_length = parse_length(cl)) < 0) {
 		snprintf(err, errlen, "malformed Content-Length");
@@ -192,6 +194,22 @@ http_json(struct response *resp, int status)
 {
 	resp->status = status;
 	http_header(resp, "Content-Type", "application/json");
+}
+
+void
+http_cached_json(struct response *resp, const struct request *r, int max_age)
+{
+	char etag[ETAG_MAX];
+
+	etag_of(resp->body.data, resp->body.len, etag);
+	if (etag_none_match(r->if_none_match, etag)) {
+		/* No Content-Type: a 304 carries no representation. */
+		resp->status = 304;
+		buf_reset(&resp->body);
+	} else
+		http_json(resp, 200);
+	http_header(resp, "ETag", "%s", etag);
+	http_header(resp, "Cache-Control", "max-age=%d", max_age);
 }
 
 void

@@ -41,6 +41,11 @@ struct request {
 	 */
 	const char	*idempotency_key;
 	int		 idempotency_keys;
+	/*
+	 * If-None-Match, unchecked, or NULL. A repeated header is the first
+	 * line only (see above): a client sends one list, not several.
+	 */
+	const char	*if_none_match;
 };
 
 struct response {
@@ -75,6 +80,14 @@ void http_header(struct response *resp, const char *name, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));
 /* A JSON answer: the body must be set by the caller. */
 void http_json(struct response *resp, int status);
+/*
+ * A cached read's 200 with its body in resp->body: a strong ETag of the
+ * body and Cache-Control: max-age=max_age; or, when the request's
+ * If-None-Match matches the tag, 304 with the same two headers and no
+ * body. The one place a read's validators are made.
+ */
+void http_cached_json(struct response *resp, const struct request *r,
+    int max_age);
 /* {"error": msg} with the status. */
 void http_error(struct response *resp, int status, const char *msg);
 

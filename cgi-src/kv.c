@@ -68,27 +68,44 @@
 #define MAX_SCRIPT_ITEMS	16
 
 
-enum script { SCRIPT_LEASE, SCRIPT_FILL, SCRIPT_RELEASE, SCRIPT_INVALIDATE,
-	NSCRIPTS };
+enum script { SCRIPT_GET, SCRIPT_LEASE, SCRIPT_PEEK, SCRIPT_FILL,
+	SCRIPT_RELEASE, SCRIPT_INVALIDATE, NSCRIPTS };
 
 static const struct {
 	const char	*name;
 	const char	*source;
 } scripts[NSCRIPTS] = {
 	/*
+	 * KEYS: entry. {value, ms to live} or nil: a hit and its remaining
+	 * ttl (for Cache-Control) in the one round trip of a GET.
+	 */
+	[SCRIPT_GET] = { "get",
+	    "local v = redis.call('GET', KEYS[1])\n"
+	    "if v then return {v, redis.call('PTTL', KEYS[1])} end\n"
+	    "return false\n" },
+	/*
 	 * KEYS: entry, generation, lock. ARGV: token, lock ms.
-	 * {1, value} when the entry is there after all; else {2, generation}
-	 * with the lock taken for us, or {3, generation} when another client
-	 * holds it.
+	 * {1, value, ms to live} when the entry is there after all; else {2,
+	 * generation} with the lock taken for us, or {3, generation} when
+	 * another client holds it.
 	 */
 	[SCRIPT_LEASE] = { "lease",
 	    "local v = redis.call('GET', KEYS[1])\n"
-	    "if v then return {1, v} end\n"
+	    "if v then return {1, v, redis.call('PTTL', KEYS[1])} end\n"
 	    "local g = redis.call('GET', KEYS[2]) or ''\n"
 	    "if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
 	    "  return {2, g}\n"
 	    "end\n"
 	    "return {3, g}\n" },
+	/*
+	 * KEYS: entry, lock. {1, value, ms to live} when the entry is there,
+	 * {2} while the lock is held (the filler is at work), {0} neither.
+	 */
+	[SCRIPT_PEEK] = { "peek",
+	    "local v = redis.call('GET', KEYS[1])\n"
+	    "if v then return {1, v, redis.call('PTTL', KEYS[1])} end\n"
+	    "if redis.call('EXISTS', KEYS[2]) == 1 then return {2} end\n"
+	    "return {0}\n" },
 	/*
 	 * KEYS: entry, generation, lock, [index]. ARGV: value, ttl, the
 	 * generation seen before loading, token. Releases our lock; stores
@@ -578,27 +595,6 @@ kv_command(struct kv *kv, int argc, const char **argv, const size_t *lens)
 	return r;
 }
 
-enum kv_status
-kv_get(struct kv *kv, const char *key, struct buf *out)
-{
-	const char *argv[] = { "GET", key };
-	enum kv_status st;
-	redisReply *r;
-
-	if (kv_begin(kv, 0) == -1)
-		return KV_DOWN;
-	if ((r = kv_command(kv, 2, argv, NULL)) == NULL)
-		return kv_fail(kv, "GET");
-	if (r->type == REDIS_REPLY_STRING)
-		st = buf_append(out, r->str, r->len) == 0 ? KV_OK : KV_DOWN;
-	else if (r->type == REDIS_REPLY_NIL)
-		st = KV_MISS;
-	else
-		st = KV_DOWN;	/* an error reply: the entry is unusable */
-	freeReplyObject(r);
-	return st;
-}
-
 /*
  * Runs script s with nkeys keys and nargs arguments (keys first, then
  * arguments): EVALSHA, and EVAL when Redis lost the script (SCRIPT FLUSH,
@@ -662,9 +658,47 @@ copy_bulk(char *dst, size_t len, const redisReply *r)
 	return 0;
 }
 
+/*
+ * A hit's {value, ms to live} from r->element[first..]: the value into out,
+ * the ms into *ttl_ms (-1 when the entry has no ttl). KV_OK, or KV_DOWN.
+ */
+static enum kv_status
+take_hit(const redisReply *r, size_t first, struct buf *out,
+    long long *ttl_ms)
+{
+	const redisReply *v, *ms;
+
+	if (r->elements != first + 2 ||
+	    (v = r->element[first])->type != REDIS_REPLY_STRING ||
+	    (ms = r->element[first + 1])->type != REDIS_REPLY_INTEGER)
+		return KV_DOWN;
+	*ttl_ms = ms->integer >= 0 ? ms->integer : -1;
+	return buf_append(out, v->str, v->len) == 0 ? KV_OK : KV_DOWN;
+}
+
+enum kv_status
+kv_get(struct kv *kv, const char *key, struct buf *out, long long *ttl_ms)
+{
+	const char *items[] = { key };
+	enum kv_status st;
+	redisReply *r;
+
+	if ((st = kv_eval(kv, SCRIPT_GET, 0, 1, 0, items, NULL, &r)) != KV_OK)
+		return st;
+	if (r->type == REDIS_REPLY_NIL)
+		st = KV_MISS;
+	else if (r->type == REDIS_REPLY_ARRAY)
+		st = take_hit(r, 0, out, ttl_ms);
+	else
+		st = KV_DOWN;	/* the entry is unusable */
+	freeReplyObject(r);
+	return st;
+}
+
 enum kv_status
 kv_lease(struct kv *kv, const char *key, const char *gen_key,
-    const char *lock_key, int lock_ms, struct buf *out, struct kv_ticket *t)
+    const char *lock_key, int lock_ms, struct buf *out, struct kv_ticket *t,
+    long long *ttl_ms)
 {
 	const char *items[5];
 	char ms[16];
@@ -683,13 +717,15 @@ kv_lease(struct kv *kv, const char *key, const char *gen_key,
 	if ((st = kv_eval(kv, SCRIPT_LEASE, 0, 3, 2, items, NULL, &r)) != KV_OK)
 		return st;
 	st = KV_DOWN;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER &&
+	    r->element[0]->integer == 1)
+		st = take_hit(r, 1, out, ttl_ms);
+	else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 	    (e0 = r->element[0])->type == REDIS_REPLY_INTEGER) {
 		e1 = r->element[1];
-		if (e0->integer == 1 && e1->type == REDIS_REPLY_STRING)
-			st = buf_append(out, e1->str, e1->len) == 0 ?
-			    KV_OK : KV_DOWN;
-		else if (copy_bulk(t->gen, sizeof(t->gen), e1) == 0) {
+		if (e0->integer != 1 &&
+		    copy_bulk(t->gen, sizeof(t->gen), e1) == 0) {
 			t->leased = e0->integer == 2;
 			st = t->leased ? KV_LEASED : KV_BUSY;
 		}
@@ -699,23 +735,29 @@ kv_lease(struct kv *kv, const char *key, const char *gen_key,
 }
 
 enum kv_status
-kv_peek(struct kv *kv, const char *key, const char *lock_key, struct buf *out)
+kv_peek(struct kv *kv, const char *key, const char *lock_key, struct buf *out,
+    long long *ttl_ms)
 {
-	const char *argv[] = { "MGET", key, lock_key };
-	enum kv_status st = KV_DOWN;
+	const char *items[] = { key, lock_key };
+	enum kv_status st;
 	redisReply *r;
 
-	if (kv_begin(kv, 0) == -1)
-		return KV_DOWN;
-	if ((r = kv_command(kv, 3, argv, NULL)) == NULL)
-		return kv_fail(kv, "MGET");
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-		if (r->element[0]->type == REDIS_REPLY_STRING)
-			st = buf_append(out, r->element[0]->str,
-			    r->element[0]->len) == 0 ? KV_OK : KV_DOWN;
-		else
-			st = r->element[1]->type == REDIS_REPLY_STRING ?
-			    KV_BUSY : KV_MISS;
+	if ((st = kv_eval(kv, SCRIPT_PEEK, 0, 2, 0, items, NULL, &r)) != KV_OK)
+		return st;
+	st = KV_DOWN;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER) {
+		switch (r->element[0]->integer) {
+		case 1:
+			st = take_hit(r, 1, out, ttl_ms);
+			break;
+		case 2:
+			st = KV_BUSY;
+			break;
+		case 0:
+			st = KV_MISS;
+			break;
+		}
 	}
 	freeReplyObject(r);
 	return st;

@@ -64,23 +64,30 @@ void kv_free(struct kv *kv);	/* NULL-safe */
  */
 enum breaker_state kv_breaker_state(const struct kv *kv);
 
-enum kv_status kv_get(struct kv *kv, const char *key, struct buf *out);
+/*
+ * key's value into out (KV_OK), with in *ttl_ms the milliseconds it has
+ * left to live (-1: no ttl), both in one round trip; or KV_MISS.
+ */
+enum kv_status kv_get(struct kv *kv, const char *key, struct buf *out,
+    long long *ttl_ms);
 
 /*
- * After a miss on key: KV_OK with the value in out if it was stored in the
- * meantime; else the generation now in gen_key goes into t, and the lock
+ * After a miss on key: KV_OK with the value in out (and *ttl_ms as
+ * kv_get's) if it was stored in the meantime; else the generation now in gen_key goes into t, and the lock
  * lock_key (for lock_ms) is ours (KV_LEASED) or another's (KV_BUSY).
  */
 enum kv_status kv_lease(struct kv *kv, const char *key, const char *gen_key,
-    const char *lock_key, int lock_ms, struct buf *out, struct kv_ticket *t);
+    const char *lock_key, int lock_ms, struct buf *out, struct kv_ticket *t,
+    long long *ttl_ms);
 
 /*
- * While another client fills key: the value (KV_OK, in out), still being
+ * While another client fills key: the value (KV_OK, in out, *ttl_ms as
+ * kv_get's), still being
  * filled (KV_BUSY), or neither (KV_MISS: the filler gave up or could not
  * store; ask for the lease again).
  */
 enum kv_status kv_peek(struct kv *kv, const char *key, const char *lock_key,
-    struct buf *out);
+    struct buf *out, long long *ttl_ms);
 
 /*
  * Stores value under key for ttl seconds, and records key in the set index

@@ -161,12 +161,12 @@ check_count() {
 }
 
 @test "ETag and Cache-Control on cached reads; If-None-Match with the current tag is 304" {
-  skip "ETag, Cache-Control and 304 come with issue 7 (HTTP caching semantics)"
   c=$(fresh_customer)
   req GET "/orders/count?customerid=$c"
   assert_count_is 0
-  assert_header_match Cache-Control 'max-age=[0-9]+'
-  assert_header_match ETag '.'
+  assert_cache MISS
+  assert_header_match Cache-Control '^max-age=[0-9]+$'
+  assert_header_match ETag '^"[0-9a-f]{16}"$'
   etag=$(header ETag)
   req GET "/orders/count?customerid=$c"
   assert_cache HIT
@@ -174,21 +174,122 @@ check_count() {
   req GET "/orders/count?customerid=$c" -H "If-None-Match: $etag"
   assert_status 304
   assert_empty_body
+  assert_cache HIT
+  assert_header ETag "$etag"
+  assert_header_match Cache-Control '^max-age=[0-9]+$'
+  assert_header_match Server-Timing 'cache;dur='
+  ! has_header Content-Type || flunk "a 304 with a Content-Type"
   # a write changes the answer, so the old tag no longer matches
   post_json "{\"customerid\": $c, \"netamount\": 1, \"tax\": 0}"
   assert_status 201
+  ! has_header ETag || flunk "an ETag on a POST"
   req GET "/orders/count?customerid=$c" -H "If-None-Match: $etag"
   assert_count_is 1
+  assert_cache MISS
   [[ $(header ETag) != "$etag" ]] || flunk "ETag did not change with the answer"
+  etag2=$(header ETag)
+  req GET "/orders/count?customerid=$c" -H "If-None-Match: $etag2"
+  assert_status 304
+  assert_cache HIT
 
   id=$(psqlc "SELECT min(orderid) FROM orders")
   req GET "/orders/$id"
   assert_status 200
-  assert_header_match Cache-Control 'max-age=[0-9]+'
+  assert_header_match Cache-Control '^max-age=[0-9]+$'
   etag=$(header ETag)
   [[ -n $etag ]] || flunk "no ETag on GET /orders/$id"
   req GET "/orders/$id" -H "If-None-Match: $etag"
   assert_status 304
+  assert_empty_body
+}
+
+@test "ETag: derived from the body alone (same body, same tag, whatever the key or the worker)" {
+  c=$(fresh_customer)
+  d=$(fresh_customer)
+  tags=()
+  for i in 1 2 3 4; do
+    req GET "/orders/count?customerid=$c"
+    assert_count_is 0
+    tags+=("$(header ETag)")
+  done
+  req GET "/orders/count?customerid=$d"
+  assert_count_is 0
+  tags+=("$(header ETag)")
+  n=$(printf '%s\n' "${tags[@]}" | sort -u | wc -l)
+  assert_eq "distinct tags for the body {\"count\":0}" 1 "$n"
+  req GET /orders/count
+  assert_status 200
+  [[ $(header ETag) != "${tags[0]}" ]] || flunk "another body, the same tag"
+}
+
+@test "If-None-Match: an old tag is 200 with the body; *, a weak W/ tag and a list with the tag are 304" {
+  c=$(fresh_customer)
+  req GET "/orders/count?customerid=$c"
+  assert_count_is 0
+  etag=$(header ETag)
+  req GET "/orders/count?customerid=$c" -H 'If-None-Match: "0000000000000000"'
+  assert_count_is 0
+  assert_header ETag "$etag"
+  req GET "/orders/count?customerid=$c" -H 'If-None-Match: *'
+  assert_status 304
+  assert_empty_body
+  assert_header ETag "$etag"
+  req GET "/orders/count?customerid=$c" -H "If-None-Match: W/$etag"
+  assert_status 304
+  assert_empty_body
+  req GET "/orders/count?customerid=$c" -H "If-None-Match: \"a\", W/\"b\", $etag"
+  assert_status 304
+  # malformed: never a 304
+  req GET "/orders/count?customerid=$c" -H "If-None-Match: ${etag//\"/}"
+  assert_count_is 0
+  # a 404 has no tag, and * does not make it a 304
+  req GET /orders/999999999 -H 'If-None-Match: *'
+  assert_error_json 404
+  ! has_header ETag || flunk "an ETag on a 404"
+}
+
+@test "Cache-Control: max-age is the TTL on a fill, and never more than the entry's remaining TTL on a hit" {
+  c=$(fresh_customer)
+  key=$(ckey "count:customerid=$c")
+  req GET "/orders/count?customerid=$c"
+  assert_cache MISS
+  assert_header Cache-Control "max-age=$CACHE_TTL"
+  sleep 1.2
+  p0=$(rcli PTTL "$key")
+  req GET "/orders/count?customerid=$c"
+  p1=$(rcli PTTL "$key")
+  assert_cache HIT
+  assert_header_match Cache-Control '^max-age=[0-9]+$'
+  age=${REPLY#max-age=}
+  ((p0 > 0 && p1 > 0)) || flunk "PTTL $key: $p0, then $p1"
+  ((age * 1000 <= p0)) || flunk "max-age=$age is more than the ${p0} ms the entry had left before the request"
+  ((age >= p1 / 1000)) || flunk "max-age=$age: the entry still had ${p1} ms after the request"
+  ((age < CACHE_TTL)) || flunk "max-age=$age on a hit 1.2 s after the fill (CACHE_TTL=$CACHE_TTL)"
+  # the 304 of a hit says the same
+  req GET "/orders/count?customerid=$c" -H 'If-None-Match: *'
+  assert_status 304
+  assert_header_match Cache-Control '^max-age=[0-9]+$'
+  ((${REPLY#max-age=} <= age)) || flunk "max-age grew on the 304: $REPLY after $age"
+}
+
+@test "HEAD on cached reads: the GET's ETag, Cache-Control and X-Cache, no body; If-None-Match too" {
+  c=$(fresh_customer)
+  req GET "/orders/count?customerid=$c"
+  etag=$(header ETag)
+  req HEAD "/orders/count?customerid=$c"
+  assert_status 200
+  assert_cache HIT
+  assert_header ETag "$etag"
+  assert_header_match Cache-Control '^max-age=[0-9]+$'
+  assert_json_type
+  req HEAD "/orders/count?customerid=$c" -H "If-None-Match: $etag"
+  assert_status 304
+  id=$(psqlc "SELECT min(orderid) FROM orders")
+  req GET "/orders/$id"
+  etag=$(header ETag)
+  req HEAD "/orders/$id"
+  assert_status 200
+  assert_header ETag "$etag"
 }
 
 @test "HEAD works where GET does: /orders/count, /orders/{id}, /healthz" {

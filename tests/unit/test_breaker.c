@@ -230,9 +230,10 @@ timed_get(struct kv *kv, double *ms)
 {
 	struct buf out = { 0 };
 	enum kv_status st;
+	long long ttl_ms;
 	double t0 = clock_ms();
 
-	st = kv_get(kv, "k", &out);
+	st = kv_get(kv, "k", &out, &ttl_ms);
 	*ms = clock_ms() - t0;
 	buf_free(&out);
 	return st;
