@@ -141,6 +141,8 @@ app_connections() {
 @test "LOCK TABLE orders held 10 s: 503 within statement_timeout, no hung worker after" {
   load_start lock 5
   sleep 3
+  access=$STATE_DIR/log/access.log
+  from_line=$(($(wc -l <"$access") + 1))
   psql_super "BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(10); COMMIT" >/dev/null 3>&- &
   lock_pid=$!
   wait "$lock_pid" || flunk "the session holding the lock failed"
@@ -149,17 +151,24 @@ app_connections() {
   load_stop
   check_statuses
   check_writes
-  refused=$(awk '$2 == 503' "$L/probe" | wc -l)
-  ((refused > 0)) || flunk "no probe answer was 503 while the table was locked"
-  worst=$(awk '$2 == 503 && $5 != "-" { if ($5 > m) m = $5 } END { print m + 0 }' "$L/probe")
-  awk -v w="$worst" -v lim=$((STATEMENT_TIMEOUT_MS + 250)) 'BEGIN { exit !(w <= lim) }' ||
-    flunk "a 503 spent ${worst} ms in Postgres (db;dur), over statement_timeout + 250 ms"
+  # Every 503 of the workers', from nginx's access log: how long the
+  # worker took to give up (its Server-Timing total, which the log keeps;
+  # the request's own time, and nginx's upstream time, also count its
+  # wait for a free worker, all of them stuck on the lock).
+  read -r refused worst < <(tail -n +"$from_line" "$access" | awk '
+    / 503 / && match($0, /total;dur=[0-9.]+/) {
+      n++; t = substr($0, RSTART + 10, RLENGTH - 10) + 0; if (t > m) m = t
+    }
+    END { printf "%d %.0f\n", n, m }')
+  ((refused > 0)) || flunk "no request was answered 503 while the table was locked"
+  ((worst <= STATEMENT_TIMEOUT_MS + 250)) ||
+    flunk "a worker took ${worst} ms to answer 503, over statement_timeout + 250 ms"
   # after the release every answer is good again, and nothing is stuck
   late=$(awk -v t=$((t_release + 2000)) '$1 >= t && $2 != 200' "$L/probe" | wc -l)
   ((late == 0)) || flunk "$late probe answers not 200 from 2 s after the lock was released"
   hung=$(psql_super "SELECT count(*) FROM pg_stat_activity WHERE usename = 'orders_app' AND state = 'active' AND now() - query_start > interval '2 s'")
   ((hung == 0)) || flunk "$hung app sessions still busy for over 2 s after the lock went"
-  report "LOCK TABLE orders for 10 s" "503s after at most ${worst} ms in Postgres" "$refused probe answers 503"
+  report "LOCK TABLE orders for 10 s" "each 503 within ${worst} ms of the worker's" "$refused answers 503"
 }
 
 @test "a worker SIGKILLed every 5 s: failures no more than requests in flight, pool back to full size within 2 s" {
