@@ -32,7 +32,7 @@ INVALIDATOR = invalidator db_notify
 WORKER	= $(filter-out $(COMMON) $(INVALIDATOR),$(SRC:cgi-src/%.c=%))
 obj	= $(1:%=$(BUILD)/obj/%.o)
 # Pure modules the unit tests link against (no FastCGI, no servers).
-PURE	= buf valid query order route cache breaker kv log config keys etag
+PURE	= buf valid query order route cache breaker kv log config keys etag metrics
 UNIT	= $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check test clean deps asan fuzz fuzz-build faults soak

@@ -854,10 +854,14 @@ worker_extra_saved() {
 }
 
 # The worker's environment: only what it needs, not all of deploy.sh's.
+# METRICS_FILE: the file every worker maps and counts into (one slot per
+# worker), shared by the pools of every generation, so that GET /metrics
+# sums the whole deployment whichever worker answers.
 pool_env() {
 	POOL_ENV=(PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8
 		"DATABASE_URL=$DATABASE_URL" "REDIS_URL=$REDIS_URL"
 		"CACHE_TTL=$CACHE_TTL" "CACHE_PREFIX=$CACHE_PREFIX"
+		"METRICS_FILE=$RUN_DIR/metrics"
 		${POOL_EXTRA[@]+"${POOL_EXTRA[@]}"})
 }
 
@@ -889,6 +893,17 @@ worker_check() {
 	fi
 }
 
+# metrics_file: RUN_DIR/metrics, which the workers map (pool_env), made
+# theirs: as root they run as www-data, who may not create files in
+# RUN_DIR.  Kept across pools, scales and restarts: Prometheus counters
+# must not go back to zero.
+metrics_file() {
+	local f=$RUN_DIR/metrics
+	[[ -e $f ]] || (umask 077; : >"$f")
+	(( IS_ROOT )) && chown www-data:www-data -- "$f"
+	chmod 0600 -- "$f"
+}
+
 # pool_start GEN N: start a pool of N workers on fcgi.GEN.sock; returns once
 # all N workers run.
 pool_start() {
@@ -898,6 +913,7 @@ pool_start() {
 	if pool_pid "$gen" >/dev/null; then pool_retire "$gen"; fi
 	rm -f -- "$sock"
 	bin=$(exec_path "$WORKER_BIN")
+	metrics_file
 	opts=(-n -s "$sock" -M 0600 -d "$RUN_DIR")
 	(( IS_ROOT )) && opts+=(-U www-data -G www-data -u www-data -g www-data)
 	pool_env

@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "route.h"
 
 static const struct route routes[] = {
@@ -13,7 +15,16 @@ static const struct route routes[] = {
 	{ "/orders/{id}", HTTP_DELETE, handle_delete_order },
 	{ "/orders", HTTP_POST, handle_create_order },
 	{ "/healthz", HTTP_GET, handle_health },
+	{ "/metrics", HTTP_GET, handle_metrics },
 };
+
+/* What /metrics counts each entry of routes[] as, in the same order. */
+static const enum metrics_route route_metrics[] = {
+	MR_COUNT, MR_ORDER_GET, MR_ORDER_DELETE, MR_ORDER_CREATE, MR_HEALTH,
+	MR_METRICS,
+};
+_Static_assert(sizeof(route_metrics) / sizeof(route_metrics[0]) ==
+    sizeof(routes) / sizeof(routes[0]), "one metrics route per route");
 
 int
 app_init(struct app *app, const struct config *cfg)
@@ -47,7 +58,8 @@ app_free(struct app *app)
 	app->kv = NULL;
 }
 
-static void
+/* Answers through the routing table; the route, for the metrics. */
+static enum metrics_route
 dispatch(struct app *app, FCGX_Request *fr, const struct request *req,
     struct response *resp)
 {
@@ -60,16 +72,32 @@ dispatch(struct app *app, FCGX_Request *fr, const struct request *req,
 	    req->path, req->method, &route, &x.id, &allowed)) {
 	case ROUTE_NOT_FOUND:
 		http_error(resp, 404, "no such resource");
-		return;
+		break;
 	case ROUTE_BAD_METHOD:
 		http_error(resp, 405, "method not allowed");
 		http_header(resp, "Allow", "%s",
 		    route_allow(allowed, allow, sizeof(allow)));
-		return;
+		break;
 	case ROUTE_OK:
 		route->handler(&x);
-		return;
+		return route_metrics[route - routes];
 	}
+	return MR_OTHER;
+}
+
+/* After the answer: the request and what the stores did, in metrics. */
+static void
+count_request(struct app *app, enum metrics_route route,
+    const struct response *resp)
+{
+	unsigned long failures = kv_failures(app->kv);
+
+	metrics_request(route, resp->status, clock_ms() - resp->started_ms);
+	if (resp->db_ms > 0)
+		metrics_pg(resp->db_ms);
+	metrics_count(MC_REDIS_ERROR, failures - app->kv_failures);
+	app->kv_failures = failures;
+	metrics_breaker((int)kv_breaker_state(app->kv));
 }
 
 /*
@@ -94,6 +122,7 @@ void
 app_handle(struct app *app, FCGX_Request *fr)
 {
 	static struct response resp;	/* reused: its buffers stay allocated */
+	enum metrics_route route = MR_OTHER;
 	struct request req;
 	char err[128];
 	int status;
@@ -105,8 +134,9 @@ app_handle(struct app *app, FCGX_Request *fr)
 	if (status != 0)
 		http_error(&resp, status, err);
 	else
-		dispatch(app, fr, &req, &resp);
+		route = dispatch(app, fr, &req, &resp);
 	if (http_send(fr->out, &req, &resp) == -1)
 		log_warn("client went away before the answer was sent");
+	count_request(app, route, &resp);
 	log_set_request_id(NULL);
 }

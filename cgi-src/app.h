@@ -22,6 +22,7 @@ struct app {
 	struct kv		*kv;
 	struct cache		 cache;
 	struct buf		 body;	/* request body, reused */
+	unsigned long		 kv_failures;	/* counted into metrics */
 };
 
 struct exchange {

@@ -59,6 +59,7 @@ config_load(struct config *cfg, char *err, size_t errlen)
 	    env_int("ORDERS_TEST_HOOKS", 0, 0, 1, &cfg->test_hooks, err,
 	    errlen) == -1)
 		return -1;
+	cfg->metrics_file = getenv("METRICS_FILE");
 	cfg->cache_prefix = env_or("CACHE_PREFIX", "orders:");
 	if (strlen(cfg->cache_prefix) > CACHE_PREFIX_MAX) {
 		snprintf(err, errlen, "CACHE_PREFIX is longer than %d",

@@ -20,6 +20,7 @@ struct config {
 	int		 redis_timeout_ms;	/* connect and each command */
 	int		 statement_timeout_ms;
 	int		 cache_wait_ms;		/* single flight: longest wait */
+	const char	*metrics_file;	/* METRICS_FILE, or NULL */
 	int		 test_hooks;	/* ORDERS_TEST_HOOKS=1: tests only */
 	enum log_level	 log_level;
 };

@@ -9,5 +9,6 @@ void handle_get_order(struct exchange *x);
 void handle_create_order(struct exchange *x);
 void handle_delete_order(struct exchange *x);
 void handle_health(struct exchange *x);
+void handle_metrics(struct exchange *x);
 
 #endif

@@ -9,8 +9,12 @@
 #include "handlers.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 
 static const char *const cache_status_names[] = { "HIT", "MISS", "BYPASS" };
+static const enum metrics_counter cache_status_metrics[] = {
+	MC_CACHE_HIT, MC_CACHE_MISS, MC_CACHE_BYPASS
+};
 
 struct count_job {
 	struct db	*db;
@@ -25,6 +29,8 @@ struct order_job {
 static enum cache_load
 from_db_status(enum db_status st)
 {
+	if (st == DB_UNAVAILABLE || st == DB_ERROR)
+		metrics_count(MC_PG_ERROR, 1);
 	switch (st) {
 	case DB_OK:
 		return LOAD_OK;
@@ -97,6 +103,9 @@ answer_cached(struct exchange *x, const struct cache_ns *ns, const char *id,
 	else
 		answer_failure(x, lr);
 	http_header(x->resp, "X-Cache", "%s", cache_status_names[res.status]);
+	metrics_count(cache_status_metrics[res.status], 1);
+	metrics_count(MC_CACHE_FILL, (unsigned long)res.stored);
+	metrics_count(MC_CACHE_FILL_WAIT, (unsigned long)res.waited);
 	x->resp->cache_ms += res.cache_ms;
 	x->resp->db_ms += res.load_ms;
 }
@@ -107,7 +116,8 @@ invalidate_order(struct exchange *x, int32_t orderid)
 {
 	double t0 = clock_ms();
 
-	orders_invalidate_order(&x->app->cache, orderid);
+	metrics_count(orders_invalidate_order(&x->app->cache, orderid) == 0 ?
+	    MC_INVALIDATION : MC_INVALIDATION_FAILED, 1);
 	x->resp->cache_ms += clock_ms() - t0;
 }
 

@@ -169,6 +169,7 @@ struct kv {
 	struct breaker		 breaker;
 	char			 sha[NSCRIPTS][41];
 	unsigned long		 tokens;	/* lease tokens handed out */
+	unsigned long		 failures;	/* kv_fail calls, ever */
 };
 
 static int
@@ -348,6 +349,12 @@ kv_breaker_state(const struct kv *kv)
 	return kv->breaker.state;
 }
 
+unsigned long
+kv_failures(const struct kv *kv)
+{
+	return kv->failures;
+}
+
 /* Why the last step failed, in words for the log. */
 static const char *
 kv_reason(const struct kv *kv)
@@ -408,6 +415,7 @@ kv_fail(struct kv *kv, const char *what)
 {
 	char msg[128];
 
+	kv->failures++;
 	if (kv->ctx != NULL)
 		log_warn("redis: %s: %s", what, log_safe(msg, sizeof(msg),
 		    kv_reason(kv)));

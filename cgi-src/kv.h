@@ -64,6 +64,9 @@ void kv_free(struct kv *kv);	/* NULL-safe */
  */
 enum breaker_state kv_breaker_state(const struct kv *kv);
 
+/* Failed operations (timeouts, I/O errors, failed connects) so far. */
+unsigned long kv_failures(const struct kv *kv);
+
 /*
  * key's value into out (KV_OK), with in *ttl_ms the milliseconds it has
  * left to live (-1: no ttl), both in one round trip; or KV_MISS.

@@ -17,6 +17,7 @@
 #include "app.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 
 static volatile sig_atomic_t stopping;
 
@@ -63,6 +64,7 @@ main(int argc, char **argv)
 	}
 	log_init(cfg.log_level, "worker");
 	install_signals();
+	(void)metrics_init(cfg.metrics_file);	/* logged; not fatal */
 	if (FCGX_Init() != 0 || FCGX_InitRequest(&req, 0, 0) != 0 ||
 	    app_init(&app, &cfg) == -1) {
 		log_error("cannot start");

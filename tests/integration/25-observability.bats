@@ -41,7 +41,6 @@ requests_total() {
 }
 
 @test "/metrics: Prometheus text with requests, hits, misses, errors; counts summed over all workers" {
-  skip "/metrics comes with issue 7"
   req GET /metrics
   assert_status 200
   assert_header_match Content-Type '^text/plain'
@@ -64,6 +63,91 @@ requests_total() {
   after=$(requests_total)
   ((after - before >= 20)) ||
     flunk "requests counter grew by $((after - before)) over 20 requests (before $before, after $after): not summed over all workers?"
+}
+
+# metric NAME: the value of the sample NAME (with its labels, exactly as
+# /metrics writes them, e.g. 'orders_http_requests_total{route="count",status="200"}')
+# in the last /metrics body; 0 when there is no such sample.
+metric() {
+  awk -v n="$1" '$1 == n { v = $2; found = 1 } END { print found ? v : 0 }' <<<"$body"
+}
+
+# scrape VAR: GET /metrics, its body into VAR.
+scrape() {
+  req GET /metrics
+  assert_status 200 || return 1
+  printf -v "$1" '%s' "$body"
+}
+
+# delta NAME: the sample's value in the second scrape less the first.
+delta() {
+  local a b
+  a=$(body=$m1 metric "$1")
+  b=$(body=$m2 metric "$1")
+  awk -v a="$a" -v b="$b" 'BEGIN { print b - a }'
+}
+
+@test "/metrics: after exactly 20 requests of known kinds, every counter moved by exactly its share, summed over the workers" {
+  c=$(fresh_customer)
+  fresh=()
+  for i in 1 2 3 4 5; do fresh+=("$(fresh_customer)"); done
+  req GET "/orders/count?customerid=$c"  # warm-up: the entry the HITs read
+  assert_count_is 0
+  scrape m1
+  assert_eq "workers counting into the metrics file" "$WORKERS" "$(body=$m1 metric orders_workers)"
+  for i in $(seq 1 10); do
+    req GET "/orders/count?customerid=$c"
+    assert_cache HIT
+  done
+  for f in "${fresh[@]}"; do
+    req GET "/orders/count?customerid=$f"
+    assert_cache MISS
+  done
+  for i in 1 2 3 4 5; do
+    req GET /no/such/thing
+    assert_status 404
+  done
+  scrape m2
+  # the first scrape counts once it is answered: 20 + 1
+  assert_eq "requests, count, 200" 15 "$(delta 'orders_http_requests_total{route="count",status="200"}')"
+  assert_eq "requests, other, 404" 5 "$(delta 'orders_http_requests_total{route="other",status="404"}')"
+  assert_eq "requests, metrics, 200" 1 "$(delta 'orders_http_requests_total{route="metrics",status="200"}')"
+  assert_eq "hits" 10 "$(delta orders_cache_hits_total)"
+  assert_eq "misses" 5 "$(delta orders_cache_misses_total)"
+  assert_eq "bypasses" 0 "$(delta orders_cache_bypasses_total)"
+  assert_eq "fills" 5 "$(delta orders_cache_fills_total)"
+  assert_eq "fill waits" 0 "$(delta orders_cache_fill_waits_total)"
+  assert_eq "invalidations" 0 "$(delta orders_cache_invalidations_total)"
+  assert_eq "redis errors" 0 "$(delta orders_redis_errors_total)"
+  assert_eq "postgres errors" 0 "$(delta orders_postgres_errors_total)"
+  assert_eq "request latency _count" 21 "$(delta orders_http_request_duration_seconds_count)"
+  assert_eq "postgres latency _count" 5 "$(delta orders_postgres_query_duration_seconds_count)"
+  assert_eq "breakers closed" "$WORKERS" "$(body=$m2 metric 'orders_redis_breaker{state="closed"}')"
+  body=$m2 requests_total >/dev/null || flunk "requests_total found no request counter"
+
+  # a write: one invalidation, and a POST counted under its route
+  post_json "{\"customerid\": $c, \"netamount\": 1, \"tax\": 0}"
+  assert_status 201
+  m1=$m2
+  scrape m2
+  assert_eq "invalidations after a POST" 1 "$(delta orders_cache_invalidations_total)"
+  assert_eq "requests, order_create, 201" 1 "$(delta 'orders_http_requests_total{route="order_create",status="201"}')"
+}
+
+@test "/metrics: histograms are cumulative, end at +Inf = _count, and _count is the number of requests" {
+  scrape m
+  for h in orders_http_request_duration_seconds orders_postgres_query_duration_seconds; do
+    grep -q "^# TYPE $h histogram$" <<<"$m" || flunk "no histogram $h"
+    run awk -v h="$h" '
+      index($1, h "_bucket{") == 1 { if ($2 < prev) bad = 1; prev = $2; last = $2; n++;
+                                     if ($1 ~ /le="\+Inf"/) inf = $2 }
+      $1 == h "_count" { count = $2 }
+      END { if (bad || n < 2 || inf != count || last != inf) { print "bad: n=" n " inf=" inf " count=" count; exit 1 } }' <<<"$m"
+    assert_eq "$h buckets" 0 "$status" || { echo "$output"; return 1; }
+  done
+  reqs=$(body=$m requests_total)
+  cnt=$(body=$m metric orders_http_request_duration_seconds_count)
+  assert_eq "request histogram _count = requests counted" "$reqs" "$cnt"
 }
 
 @test "/status: an HTML page for people" {

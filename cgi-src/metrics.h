@@ -1,0 +1,49 @@
+/*
+ * The pool's metrics, in a small file every worker maps (METRICS_FILE):
+ * one slot per worker, claimed at start, in which the worker counts with
+ * relaxed atomic adds (no system call, no lock, no Redis). GET /metrics
+ * sums every slot, so whichever worker answers, the figures are the pool's,
+ * of every generation a scale or a restart started (one file per
+ * deployment). A slot whose worker died is reclaimed by a later worker,
+ * which goes on adding to its counters: a counter never goes down.
+ */
+#ifndef ORDERS_METRICS_H
+#define ORDERS_METRICS_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+#define METRICS_SLOTS	256	/* the most workers at once */
+
+/* What the pool counts requests by: the routes of app.c, and the rest. */
+enum metrics_route {
+	MR_COUNT, MR_ORDER_GET, MR_ORDER_CREATE, MR_ORDER_DELETE, MR_HEALTH,
+	MR_METRICS, MR_OTHER, MR_NROUTES
+};
+
+enum metrics_counter {
+	MC_CACHE_HIT, MC_CACHE_MISS, MC_CACHE_BYPASS, MC_CACHE_FILL,
+	MC_CACHE_FILL_WAIT, MC_INVALIDATION, MC_INVALIDATION_FAILED,
+	MC_REDIS_ERROR, MC_PG_ERROR, MC_NCOUNTERS
+};
+
+/*
+ * Maps path (created if missing, to its size) and claims a slot for this
+ * process; path NULL or "": a private slot (this process's figures only).
+ * 0, or -1 (logged): metrics then count nothing and /metrics says so.
+ */
+int  metrics_init(const char *path);
+
+/* One request answered: its route, its status, how long it took (ms). */
+void metrics_request(enum metrics_route route, int status, double ms);
+void metrics_count(enum metrics_counter c, unsigned long n);
+/* One Postgres query (or a request's queries), in ms. */
+void metrics_pg(double ms);
+/* This worker's Redis circuit breaker: 0 closed, 1 open, 2 half-open. */
+void metrics_breaker(int state);
+
+/* The Prometheus text exposition of the whole pool into out. 0, or -1. */
+int  metrics_render(struct buf *out);
+
+#endif
