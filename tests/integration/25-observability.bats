@@ -157,3 +157,27 @@ delta() {
   assert_header_match Content-Type '^text/html'
   grep -qi '<html\|<!doctype html' <<<"$body" || flunk "no HTML document in /status"
 }
+
+@test "/metrics across ./deploy.sh scale: one file for every pool, so no counter goes down and the new workers count" {
+  scrape m1
+  before=$(body=$m1 requests_total)
+  deploy_sh scale 3 || { show_deploy_log; flunk "./deploy.sh scale 3 failed"; }
+  for i in $(seq 1 12); do
+    req GET /orders/count
+    assert_status 200
+  done
+  scrape m2
+  after=$(body=$m2 requests_total)
+  assert_eq "workers counting after scale 3" 3 "$(body=$m2 metric orders_workers)"
+  # the first scrape and the 12 reads, at least (scale itself asks nothing of the workers)
+  ((after - before >= 13)) || flunk "requests went from $before to $after across scale 3"
+  for name in orders_cache_hits_total orders_cache_misses_total orders_http_request_duration_seconds_count; do
+    d=$(delta "$name")
+    ((d >= 0)) || flunk "$name went down across scale 3 ($d)"
+  done
+  deploy_sh scale "$WORKERS" || { show_deploy_log; flunk "./deploy.sh scale $WORKERS failed"; }
+  scrape m3
+  assert_eq "workers counting after scale back" "$WORKERS" "$(body=$m3 metric orders_workers)"
+  last=$(body=$m3 requests_total)
+  ((last >= after)) || flunk "requests went from $after down to $last across scale back"
+}
