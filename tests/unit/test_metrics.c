@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -27,8 +28,8 @@ sample(const struct buf *b, const char *name)
 
 	for (; (p = strstr(p, name)) != NULL; p += n)
 		if ((p == buf_str(b) || p[-1] == '\n') && p[n] == ' ') {
-			snprintf(line, sizeof(line), "%.*s", (int)strcspn(p + n + 1,
-			    "\n"), p + n + 1);
+			snprintf(line, sizeof(line), "%.*s",
+			    (int)strcspn(p + n + 1, "\n"), p + n + 1);
 			return line;
 		}
 	return "absent";
