@@ -22,13 +22,14 @@
 # WORKER_BIN=... ./deploy.sh scale N, which changes nothing but the pool.
 # Each case is wrk -t2 --latency for BENCH_SECONDS.
 #
-# Then resource accounting: Redis commands per request of each case (INFO
-# commandstats deltas over the measured runs, the benchmark's own INFO and
-# AUTH left out); Postgres transactions per request (pg_stat_database
+# Then resource accounting: Redis round trips (total_reads_processed) and
+# commands (INFO commandstats, a script's own included) per request of each
+# case, over the measured runs (the benchmark's own INFO and AUTH left
+# out); Postgres transactions per request (pg_stat_database
 # xact_commit + xact_rollback deltas over short runs of their own, each
 # counted after 11 s of quiet: a backend reports its counts at most once a
 # second and, idle, 10 s later; an idle window of the same length is
-# subtracted); each worker's VmRSS after each round.
+# counted too, as the background); each worker's VmRSS after each round.
 #
 # Prints one table per round and the accounting, writes them to
 # bench/out/bench.txt, the figures to bench/out/results.tsv and, with
@@ -458,9 +459,10 @@ sleep "$SETTLE"
 x1=$(pg_xacts)
 idle=$((x1 - x0))
 say ""
-say "Postgres transactions per request (pg_stat_database xact_commit + xact_rollback of the orders"
-say "database, all sessions; an idle window's count, $idle, subtracted; each statement runs in one, so 0 means"
-say "no statement and, for reads, which run one statement each, it counts statements):"
+say "Postgres transactions per request: pg_stat_database xact_commit + xact_rollback of the database,"
+say "all sessions (this count's own psql, autovacuum; an idle window of the same length counted $idle):"
+say "an upper bound for statements run alone, so 0 means no statement; a read runs one statement, alone;"
+say "a POST's INSERT notifies the invalidator, whose LISTEN session takes a transaction to read them"
 for spec in "count-hit|static.lua|/orders/count?customerid=42" "id-hit|static.lua|/orders/$HIT_ID" \
   "miss|miss.lua|/" "post|post.lua|/"; do
   IFS='|' read -r name script path <<<"$spec"
@@ -474,7 +476,7 @@ for spec in "count-hit|static.lua|/orders/count?customerid=42" "id-hit|static.lu
   rq=$(field requests)
   e=$(errors_of)
   ((e > 0)) && { ERRORS=$((ERRORS + 1)); log "errors in accounting run $name: $R"; }
-  say "$(awk -v n="$name" -v d="$((x1 - x0 - idle))" -v rq="$rq" 'BEGIN {
+  say "$(awk -v n="$name" -v d="$((x1 - x0))" -v rq="$rq" 'BEGIN {
     printf "  %-10s %8d requests  %8d transactions  %.3f per request\n", n, rq, d, (rq > 0 ? d / rq : 0) }')"
 done
 say "worker RSS after the accounting: $(rss_line)"
