@@ -737,7 +737,9 @@ redis_start() {
 	deadline=$(( SECONDS + START_TIMEOUT ))
 	while (( SECONDS < deadline )); do
 		[[ $(redis_ping) == PONG ]] && break
-		if ! proc_alive "$pid" redis-server; then
+		# Alive at all: until setsid and setpriv have exec'd it, the
+		# process is not yet called redis-server.
+		if ! any_alive "$pid"; then
 			tail -n 20 "$log" >&2 || true
 			die "redis did not start (log: $log)"
 		fi
