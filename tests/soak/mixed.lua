@@ -15,8 +15,8 @@
 --   30  GET /orders/count, criteria customerid, from, to, min_total in any
 --       combination: half from a small set asked again and again (HITs),
 --       half new (MISSes)
---   17  GET /orders/{id}: a generated order, one this thread made, or none
---       (404)
+--   17  GET /orders/{id}: a generated order (a few hot ones: HITs), one
+--       this thread made, or none (404)
 --   15  POST /orders, good: no Idempotency-Key, a new one, or one of a few
 --       sent again and again (201, the same order replayed)
 --    8  DELETE /orders/{id}: an order this thread made (204), or none (404)
@@ -136,8 +136,9 @@ local mix = {
     if r <= 2 and #created > 0 then
       return "get-mine", "200", "GET", "/orders/" .. pick(created)
     elseif r <= 8 then
-      -- the first 2000 often enough to be HITs
-      local top = math.random(2) == 1 and 2000 or 12000
+      -- a few hot ones (HITs: an order's entry stays until its TTL, or
+      -- until that order is written), else any
+      local top = math.random(3) == 1 and 40 or 12000
       return "get-generated", "200,404", "GET", "/orders/" .. math.random(1, top)
     end
     return "get-missing", "404", "GET", "/orders/" .. math.random(50000000, 99999999)
