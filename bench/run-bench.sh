@@ -90,26 +90,9 @@ fail() {
   exit 1
 }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# pick_port: a free loopback port (and the next two) below the ephemeral
-# range, as tests/run-integration.sh picks it.
-pick_port() {
-  local lo=10000 hi=32767 eph p i n base
-  if read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((eph > lo + 1000)); then
-    hi=$((eph - 1))
-  fi
-  n=$((hi - lo - 2))
-  base=$((RANDOM % n))
-  for ((i = 0; i < 300; i++)); do
-    p=$((lo + (base + i * 3) % n))
-    if ! port_in_use "$p" && ! port_in_use $((p + 1)) && ! port_in_use $((p + 2)); then
-      echo "$p"
-      return 0
-    fi
-  done
-  return 1
-}
+# port_in_use PORT, pick_port
+# shellcheck source=tests/lib/ports.bash
+. "$REPO/tests/lib/ports.bash"
 
 # deploy ARGS...: ./deploy.sh, bounded, its output to T/deploy.log.
 deploy() {
