@@ -118,6 +118,20 @@ test_fill_delay(const struct app *app, char **envp)
 	return ms > 0 && ms <= 5000 ? ms : 0;
 }
 
+/*
+ * Tests only (ORDERS_TEST_HOOKS=1): "X-Test-Die-After-Commit: 1" kills this
+ * worker between a write's commit and its invalidation (handlers_orders.c).
+ */
+static int
+test_die_after_commit(const struct app *app, char **envp)
+{
+	const char *v;
+
+	return app->cfg->test_hooks &&
+	    (v = FCGX_GetParam("HTTP_X_TEST_DIE_AFTER_COMMIT", envp)) != NULL &&
+	    strcmp(v, "1") == 0;
+}
+
 void
 app_handle(struct app *app, FCGX_Request *fr)
 {
@@ -130,6 +144,7 @@ app_handle(struct app *app, FCGX_Request *fr)
 	http_response_reset(&resp);
 	status = http_request_parse(fr->envp, &req, err, sizeof(err));
 	app->cache.fill_delay_ms = test_fill_delay(app, fr->envp);
+	app->die_after_commit = test_die_after_commit(app, fr->envp);
 	log_set_request_id(req.request_id);
 	if (status != 0)
 		http_error(&resp, status, err);

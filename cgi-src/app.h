@@ -23,6 +23,7 @@ struct app {
 	struct cache		 cache;
 	struct buf		 body;	/* request body, reused */
 	unsigned long		 kv_failures;	/* counted into metrics */
+	int			 die_after_commit; /* tests only */
 };
 
 struct exchange {

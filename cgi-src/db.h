@@ -44,6 +44,11 @@ enum db_status db_insert_order(struct db *db, const struct new_order *o,
 enum db_status db_insert_order_keyed(struct db *db, const struct new_order *o,
     const char *key, struct order_row *out, int *created);
 enum db_status db_delete_order(struct db *db, int32_t orderid);
+/*
+ * Announces a write of ours to the invalidator, as sql/triggers.sql does
+ * for others' writes: payload is an orderid, or "*" (anything).
+ */
+enum db_status db_announce(struct db *db, const char *payload);
 enum db_status db_ping(struct db *db);
 
 #endif

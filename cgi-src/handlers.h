@@ -11,4 +11,14 @@ void handle_delete_order(struct exchange *x);
 void handle_health(struct exchange *x);
 void handle_metrics(struct exchange *x);
 
+/*
+ * Invalidates what a write that may have committed made stale: write is
+ * the orderid (its entry and every count) or INFLIGHT_INSERT (every
+ * entry). When Redis does not take it, announces it to the invalidator
+ * (db_announce), which retries until Redis does; when that fails too,
+ * logs that entries may be stale until their ttl. 0, or -1 when not done
+ * here.
+ */
+int orders_settle_write(struct app *app, int32_t write);
+
 #endif

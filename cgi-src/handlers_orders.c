@@ -1,8 +1,12 @@
 /*
  * The orders resource. Reads go through the cache (cache_read with a
  * loader); writes go to Postgres and then tell the cache what they made
- * stale. Nothing here speaks to Redis or Postgres directly.
+ * stale, themselves (sql/triggers.sql leaves the service's writes to it),
+ * with the write marked in flight in the worker's slot meanwhile, so that
+ * if the worker dies in between, the next one settles it (main.c).
+ * Nothing here speaks to Redis or Postgres directly.
  */
+#include <signal.h>
 #include <stdio.h>
 
 #include "clock.h"
@@ -110,14 +114,51 @@ answer_cached(struct exchange *x, const struct cache_ns *ns, const char *id,
 	x->resp->db_ms += res.load_ms;
 }
 
-/* After a committed write: the order's entry and every count. */
+int
+orders_settle_write(struct app *app, int32_t write)
+{
+	char payload[16];
+	int rc;
+
+	rc = write > 0 ? orders_invalidate_order(&app->cache, write) :
+	    orders_invalidate_all(&app->cache);
+	metrics_count(rc == 0 ? MC_INVALIDATION : MC_INVALIDATION_FAILED, 1);
+	if (rc == 0)
+		return 0;
+	if (write > 0)
+		snprintf(payload, sizeof(payload), "%d", (int)write);
+	else
+		snprintf(payload, sizeof(payload), "*");
+	if (db_announce(app->db, payload) == DB_OK) {
+		log_warn("redis: a write's invalidation (%s) is handed to the "
+		    "invalidator", payload);
+		return -1;
+	}
+	log_error("a write's invalidation (%s) failed, and so did its "
+	    "announcement: its entries may be stale until their ttl", payload);
+	return -1;
+}
+
+/*
+ * Tests only (ORDERS_TEST_HOOKS=1, "X-Test-Die-After-Commit"): the worker
+ * dies as a SIGKILL would kill it, between the commit and the
+ * invalidation, leaving the write in flight in its slot.
+ */
 static void
-invalidate_order(struct exchange *x, int32_t orderid)
+test_die(const struct exchange *x)
+{
+	if (x->app->die_after_commit)
+		raise(SIGKILL);
+}
+
+/* After a write that may have committed: see orders_settle_write. */
+static void
+settle_write(struct exchange *x, int32_t write)
 {
 	double t0 = clock_ms();
 
-	metrics_count(orders_invalidate_order(&x->app->cache, orderid) == 0 ?
-	    MC_INVALIDATION : MC_INVALIDATION_FAILED, 1);
+	test_die(x);
+	(void)orders_settle_write(x->app, write);
 	x->resp->cache_ms += clock_ms() - t0;
 }
 
@@ -232,19 +273,23 @@ handle_create_order(struct exchange *x)
 	if (read_key(x, &key) != 0 || read_new_order(x, &order) != 0)
 		return;
 	t0 = clock_ms();
+	inflight_begin(INFLIGHT_INSERT);
 	if (key == NULL)
 		st = db_insert_order(x->app->db, &order, &row);
 	else
 		st = db_insert_order_keyed(x->app->db, &order, key, &row,
 		    &created);
 	x->resp->db_ms += clock_ms() - t0;
+	if (st == DB_OK && created)
+		settle_write(x, row.orderid);
+	else if (st == DB_UNAVAILABLE)	/* it may have committed */
+		settle_write(x, INFLIGHT_INSERT);
+	inflight_end();
 	if (st != DB_OK) {
 		answer_failure(x, from_db_status(st));
 		return;
 	}
-	if (created)
-		invalidate_order(x, row.orderid);
-	else if (!order_matches(&order, &row)) {
+	if (!created && !order_matches(&order, &row)) {
 		http_error(x->resp, 422, "this Idempotency-Key was already "
 		    "used for a different order");
 		return;
@@ -259,12 +304,15 @@ handle_delete_order(struct exchange *x)
 	enum db_status st;
 	double t0 = clock_ms();
 
+	inflight_begin(x->id);
 	st = db_delete_order(x->app->db, x->id);
 	x->resp->db_ms += clock_ms() - t0;
+	if (st == DB_OK || st == DB_UNAVAILABLE)	/* the latter: it may have */
+		settle_write(x, x->id);
+	inflight_end();
 	if (st != DB_OK) {
 		answer_failure(x, from_db_status(st));
 		return;
 	}
-	invalidate_order(x, x->id);
 	x->resp->status = 204;
 }

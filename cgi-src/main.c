@@ -16,8 +16,11 @@
 
 #include "app.h"
 #include "config.h"
+#include "handlers.h"
 #include "log.h"
 #include "metrics.h"
+
+#define MAX_ORPHANS	METRICS_SLOTS	/* one write per dead worker's slot */
 
 static volatile sig_atomic_t stopping;
 
@@ -46,6 +49,23 @@ install_signals(void)
 	sigaction(SIGPIPE, &sa, NULL);
 }
 
+/*
+ * The writes that workers died in the middle of (metrics.h: writes in
+ * flight), settled before this one takes its first request: they may have
+ * committed, and nothing else would invalidate them.
+ */
+static void
+settle_orphans(struct app *app, const int32_t *orphans, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		log_warn("settling a write a dead worker left in flight (%s %d)",
+		    orphans[i] > 0 ? "order" : "insert", (int)orphans[i]);
+		(void)orders_settle_write(app, orphans[i]);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -53,6 +73,8 @@ main(int argc, char **argv)
 	static struct app app;
 	FCGX_Request req;
 	char err[256];
+	int32_t orphans[MAX_ORPHANS];
+	int norphans;
 
 	if (config_load(&cfg, err, sizeof(err)) == -1) {
 		fprintf(stderr, "orders-worker: configuration: %s\n", err);
@@ -64,7 +86,8 @@ main(int argc, char **argv)
 	}
 	log_init(cfg.log_level, "worker");
 	install_signals();
-	(void)metrics_init(cfg.metrics_file);	/* logged; not fatal */
+	/* logged; not fatal */
+	(void)metrics_init(cfg.metrics_file, orphans, MAX_ORPHANS, &norphans);
 	if (FCGX_Init() != 0 || FCGX_InitRequest(&req, 0, 0) != 0 ||
 	    app_init(&app, &cfg) == -1) {
 		log_error("cannot start");
@@ -75,6 +98,7 @@ main(int argc, char **argv)
 	 * by the first request that needs the store. */
 	(void)db_ping(app.db);
 	(void)kv_ping(app.kv);
+	settle_orphans(&app, orphans, norphans);
 	while (!stopping && FCGX_Accept_r(&req) >= 0) {
 		app_handle(&app, &req);
 		FCGX_Finish_r(&req);

@@ -28,7 +28,7 @@
 
 #include "log.h"
 
-#define MAGIC	0x6f72646572733031ULL	/* "orders01": the layout below */
+#define MAGIC	0x6f72646572733032ULL	/* "orders02": the layout below */
 
 static const int statuses[] = {
 	200, 201, 204, 304, 400, 404, 405, 411, 413, 414, 415, 422, 429, 500,
@@ -80,6 +80,9 @@ struct hist {
 struct slot {
 	int32_t		pid;		/* 0: free */
 	int32_t		breaker;	/* a gauge: the worker's own */
+	int32_t		inflight;	/* a write not yet invalidated:
+					   INFLIGHT_NONE, or inflight_begin's */
+	int32_t		unused;
 	uint64_t	requests[MR_NROUTES][NSTATUS];
 	uint64_t	counters[MC_NCOUNTERS];
 	struct hist	request;
@@ -114,12 +117,41 @@ alive(int32_t pid)
 	return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
 }
 
-/* A free slot, else a dead worker's, for pid; NULL when all 256 live. */
+/*
+ * Takes the write a dead worker left in sl, if any, into orphans (at most
+ * max, counted in *n). The exchange makes it ours alone, however many
+ * workers start at once.
+ */
+static void
+adopt(struct slot *sl, int32_t *orphans, int max, int *n)
+{
+	int32_t w;
+
+	if (*n >= max || __atomic_load_n(&sl->inflight, __ATOMIC_ACQUIRE) ==
+	    INFLIGHT_NONE)
+		return;
+	w = __atomic_exchange_n(&sl->inflight, INFLIGHT_NONE, __ATOMIC_ACQ_REL);
+	if (w != INFLIGHT_NONE)
+		orphans[(*n)++] = w;
+}
+
+/*
+ * A free slot, else a dead worker's, for pid; NULL when all 256 live.
+ * On the way, the writes dead workers left in flight are adopted: those
+ * of every dead slot before the claim, and the claimed slot's after it (a
+ * worker may have died between the two).
+ */
 static struct slot *
-claim(struct shm *m, int32_t pid)
+claim(struct shm *m, int32_t pid, int32_t *orphans, int max, int *n)
 {
 	int32_t old;
 	int i, pass;
+
+	for (i = 0; i < METRICS_SLOTS; i++) {
+		old = __atomic_load_n(&m->slot[i].pid, __ATOMIC_ACQUIRE);
+		if (old != 0 && old != pid && !alive(old))
+			adopt(&m->slot[i], orphans, max, n);
+	}
 
 	for (pass = 0; pass < 2; pass++)
 		for (i = 0; i < METRICS_SLOTS; i++) {
@@ -129,8 +161,10 @@ claim(struct shm *m, int32_t pid)
 			    old == 0 || (old != pid && alive(old)))
 				continue;
 			if (__atomic_compare_exchange_n(&m->slot[i].pid, &old,
-			    pid, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			    pid, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+				adopt(&m->slot[i], orphans, max, n);
 				return &m->slot[i];
+			}
 		}
 	return NULL;
 }
@@ -171,10 +205,12 @@ map_file(const char *path)
 }
 
 int
-metrics_init(const char *path)
+metrics_init(const char *path, int32_t *orphans, int max, int *norphans)
 {
+	*norphans = 0;
 	if (path != NULL && path[0] != '\0' && (shm = map_file(path)) != NULL) {
-		if ((me = claim(shm, (int32_t)getpid())) != NULL) {
+		if ((me = claim(shm, (int32_t)getpid(), orphans, max,
+		    norphans)) != NULL) {
 			__atomic_store_n(&me->breaker, 0, __ATOMIC_RELAXED);
 			return 0;
 		}
@@ -185,6 +221,18 @@ metrics_init(const char *path)
 	}
 	me = &private_slot;
 	return path == NULL || path[0] == '\0' ? 0 : -1;
+}
+
+void
+inflight_begin(int32_t write)
+{
+	__atomic_store_n(&me->inflight, write, __ATOMIC_RELEASE);
+}
+
+void
+inflight_end(void)
+{
+	__atomic_store_n(&me->inflight, INFLIGHT_NONE, __ATOMIC_RELEASE);
 }
 
 static size_t

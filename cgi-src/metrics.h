@@ -11,6 +11,7 @@
 #define ORDERS_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -32,8 +33,11 @@ enum metrics_counter {
  * Maps path (created if missing, to its size) and claims a slot for this
  * process; path NULL or "": a private slot (this process's figures only).
  * 0, or -1 (logged): metrics then count nothing and /metrics says so.
+ * The writes that dead workers left in flight (below) are handed to this
+ * one: up to max of them in orphans, their number in *norphans.
  */
-int  metrics_init(const char *path);
+int  metrics_init(const char *path, int32_t *orphans, int max,
+    int *norphans);
 
 /* One request answered: its route, its status, how long it took (ms). */
 void metrics_request(enum metrics_route route, int status, double ms);
@@ -45,5 +49,19 @@ void metrics_breaker(int state);
 
 /* The Prometheus text exposition of the whole pool into out. 0, or -1. */
 int  metrics_render(struct buf *out);
+
+/*
+ * Writes in flight, kept in the worker's slot of the same file: from just
+ * before a write is sent until what it made stale is invalidated. A worker
+ * that dies in between (after the commit, before the invalidation) leaves
+ * it there, and the next worker to start adopts it (metrics_init). write
+ * is the orderid, or INFLIGHT_INSERT for an insert (its id unknown until
+ * it returns: every count is stale, no order's entry). With a private
+ * slot, nobody adopts anything.
+ */
+#define INFLIGHT_NONE	0
+#define INFLIGHT_INSERT	(-1)
+void inflight_begin(int32_t write);
+void inflight_end(void);
 
 #endif

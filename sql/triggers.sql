@@ -7,6 +7,10 @@
 -- (anything may have changed); TRUNCATE is "*" too. NOTIFY is delivered at
 -- commit, and not at all on rollback: exactly when the cache goes stale.
 --
+-- Except the service's own writes (orders.self_invalidating, below): the
+-- worker that made them invalidates at once, and announces them itself
+-- when it cannot.
+--
 -- Statement-level triggers with transition tables: one call per statement
 -- however many rows it touched, so a bulk load of a million rows costs one
 -- notification, not a million. PostgreSQL allows one event per trigger
@@ -31,6 +35,16 @@ DECLARE
     ids text;
     n   bigint;
 BEGIN
+    -- The service's own writes mark themselves (orders.self_invalidating,
+    -- set by the statement for its transaction only): their worker drops
+    -- what they made stale right after the commit, and hands the job to
+    -- the invalidator with an explicit pg_notify when it cannot (see
+    -- cgi-src/handlers_orders.c). Left unannounced, their commits do not
+    -- queue on the lock that NOTIFY holds from commit to the WAL flush,
+    -- which would make every write wait for each other's fsync.
+    IF current_setting('orders.self_invalidating', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     -- Transition tables are only named in the branch of the trigger that
     -- has them: PL/pgSQL plans a statement when it first runs it.  Each
     -- side is cut at 101 rows: orderid is the primary key, so 101 rows on

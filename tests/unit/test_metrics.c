@@ -40,25 +40,41 @@ test_sum_over_workers_dead_and_alive(void **state)
 {
 	struct buf b = BUF_INIT;
 	pid_t child;
-	int st, fd;
+	int st, fd, norphans;
+	int32_t orphans[4];
 
 	(void)state;
 	assert_true((fd = mkstemp(path)) != -1);
 	close(fd);
 	if ((child = fork()) == 0) {	/* a worker that counts, then dies */
-		if (metrics_init(path) != 0)
+		if (metrics_init(path, orphans, 4, &norphans) != 0 ||
+		    norphans != 0)
 			_exit(1);
 		metrics_request(MR_COUNT, 200, 3);
 		metrics_request(MR_COUNT, 200, 30000);
 		metrics_request(MR_OTHER, 404, 1);
 		metrics_count(MC_CACHE_HIT, 2);
+		inflight_begin(INFLIGHT_INSERT);	/* a write settled */
+		inflight_end();
+		inflight_begin(42);			/* and one not */
 		_exit(0);
 	}
 	assert_true(child > 0);
 	assert_int_equal(waitpid(child, &st, 0), child);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 
-	assert_int_equal(metrics_init(path), 0);
+	/* The write the dead worker left in flight is handed over. */
+	assert_int_equal(metrics_init(path, orphans, 4, &norphans), 0);
+	assert_int_equal(norphans, 1);
+	assert_int_equal(orphans[0], 42);
+	/* Adopted once only: a later worker finds none. */
+	if ((child = fork()) == 0)
+		_exit(metrics_init(path, orphans, 4, &norphans) != 0 ?
+		    99 : norphans);
+	assert_true(child > 0);
+	assert_int_equal(waitpid(child, &st, 0), child);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
 	metrics_request(MR_COUNT, 200, 0.2);
 	metrics_request(MR_ORDER_GET, 999, 0.2);
 	metrics_count(MC_CACHE_HIT, 1);
