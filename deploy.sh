@@ -1095,11 +1095,32 @@ nginx_conf_text() {
 		"$REPO/nginx/orders.conf.in"
 }
 
+# STATUS_FILES: the status page (GET /status), which nginx serves itself.
+STATUS_FILES=(status.html status.css status.js)
+
+# status_files_copy: nginx/status.* to RUN_DIR/www, where nginx's worker can
+# read them (as root it is www-data, and the repository may be under a 0700
+# /root).  nginx reads them at each request: a changed file is served at
+# once, without a reload.  Each is replaced by a rename, so a request never
+# reads half of one.
+status_files_copy() {
+	local f dir=$RUN_DIR/www
+	mkdir -p "$dir"
+	chmod 0755 "$dir"
+	for f in "${STATUS_FILES[@]}"; do
+		cmp -s "$REPO/nginx/$f" "$dir/$f" && continue
+		cp -- "$REPO/nginx/$f" "$dir/.$f.new"
+		chmod 0644 "$dir/.$f.new"
+		mv -f "$dir/.$f.new" "$dir/$f"
+	done
+}
+
 # nginx_refresh: a running nginx takes the template's configuration when
 # it differs from the one it runs (nginx/orders.conf.in changed, or an
 # nginx of an older deploy.sh): nginx -t, then a graceful reload.  Returns
 # 1, the running configuration untouched, when nginx refuses it.
 nginx_refresh() {
+	status_files_copy
 	cmp -s <(nginx_conf_text "$(pool_link)") "$NGINX_CONF" && return 0
 	nginx_render "$(pool_link)" || return 1	# nginx -t: no; nothing moved
 	if nginx_reload; then
@@ -1115,6 +1136,7 @@ nginx_refresh() {
 # previous one is kept as nginx.conf.prev for a rollback.
 nginx_render() {
 	local sock=$1 tmp=$NGINX_CONF.new
+	status_files_copy
 	nginx_conf_text "$sock" >"$tmp"
 	if ! nginx -q -t -p "$NGINX_DIR/" -c "$tmp" -e "$LOG_DIR/nginx-error.log"; then
 		warn "nginx -t rejects the configuration (kept in $tmp)"
@@ -1377,6 +1399,7 @@ print_summary() {
 	  redis-cli --no-auth-warning -u "\$REDIS_ADMIN_URL" --scan --pattern '${CACHE_PREFIX}*'
 	  redis-cli --no-auth-warning -u "\$REDIS_ADMIN_URL" TTL ${CACHE_PREFIX}count:all
 
+	  status page: $url/status (live figures from /metrics and /healthz)
 	  ./deploy.sh status | ./deploy.sh scale N | ./deploy.sh stop
 	  logs: $LOG_DIR/
 	EOF
