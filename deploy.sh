@@ -86,7 +86,9 @@ PKGS_RUNTIME=(build-essential pkg-config libfcgi-dev libpq-dev libhiredis-dev
 	redis-tools curl util-linux)
 # clang for make fuzz; libFuzzer and clang's sanitizer runtimes are in
 # libclang-rt-14-dev, only a recommend of clang's (skipped here).
-PKGS_TEST=(bats libcmocka-dev jq clang libclang-rt-14-dev wrk gnuplot-nox valgrind)
+# chromium: the status page's test loads it in a headless browser.
+PKGS_TEST=(bats libcmocka-dev jq clang libclang-rt-14-dev wrk gnuplot-nox valgrind
+	chromium)
 
 # Bounded waits, in seconds.
 STOP_TIMEOUT=15         # a component's graceful stop, before SIGKILL

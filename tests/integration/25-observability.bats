@@ -150,12 +150,220 @@ delta() {
   assert_eq "request histogram _count = requests counted" "$reqs" "$cnt"
 }
 
-@test "/status: an HTML page for people" {
-  skip "/status comes with issue 7"
+@test "/status: an HTML page served by nginx itself, its script and style with their types, HEAD too" {
   req GET /status
   assert_status 200
-  assert_header_match Content-Type '^text/html'
-  grep -qi '<html\|<!doctype html' <<<"$body" || flunk "no HTML document in /status"
+  assert_header Content-Type 'text/html; charset=utf-8'
+  assert_header_match X-Request-Id '.'
+  assert_header_match Content-Security-Policy "^default-src 'self'"
+  assert_header X-Content-Type-Options nosniff
+  # the workers put Server-Timing on every answer: this one is nginx's own
+  ! has_header Server-Timing || flunk "/status was answered by a worker (Server-Timing: $REPLY)"
+  grep -qi '^<!doctype html>' <<<"$body" || flunk "no HTML document in /status"
+  grep -q '<script src="status.js"' <<<"$body" || flunk "/status does not load status.js"
+  grep -q 'id="hits"' <<<"$body" || flunk "/status has no element with id=hits"
+  [[ $body == "$(<"$REPO/nginx/status.html")" ]] || flunk "/status is not nginx/status.html"
+
+  req HEAD /status
+  assert_status 200
+  assert_header Content-Type 'text/html; charset=utf-8'
+  assert_header_match X-Request-Id '.'
+
+  req GET /status.js
+  assert_status 200
+  assert_header Content-Type 'text/javascript; charset=utf-8'
+  assert_header_match Content-Security-Policy "^default-src 'self'"
+  [[ $body == "$(<"$REPO/nginx/status.js")" ]] || flunk "/status.js is not nginx/status.js"
+
+  req GET /status.css
+  assert_status 200
+  assert_header Content-Type 'text/css; charset=utf-8'
+
+  # GET and HEAD only; only those three: the rest of the name space is
+  # the service's
+  req POST /status -H 'Content-Type: application/json' --data-binary '{}'
+  assert_error_json 405
+  assert_header Allow 'GET, HEAD'
+  assert_header_match X-Request-Id '.'
+  req GET /status.html
+  assert_error_json 404
+}
+
+@test "/status: ./deploy.sh puts a changed page file in place again, and nginx serves it without a reload" {
+  local www nginx_before workers_before
+  www=$(head -n 1 "$STATE_DIR/run.path")/www
+  [[ -f $www/status.css ]] || flunk "no $www/status.css" || return 1
+  echo '/* changed by hand */' >>"$www/status.css"
+  req GET /status.css
+  [[ $body != "$(<"$REPO/nginx/status.css")" ]] || flunk "nginx did not serve the changed file" || return 1
+  nginx_before=$(pid_of nginx) workers_before=$(ps -o pid= --ppid "$nginx_before" | sort | xargs)
+  deploy_sh || { show_deploy_log; flunk "./deploy.sh again failed"; }
+  req GET /status.css
+  assert_status 200
+  [[ $body == "$(<"$REPO/nginx/status.css")" ]] || flunk "/status.css is not nginx/status.css after ./deploy.sh"
+  assert_eq "nginx's workers (no reload)" "$workers_before" "$(ps -o pid= --ppid "$nginx_before" | sort | xargs)"
+}
+
+# The status page in a headless Chromium, driven through the DevTools
+# protocol on a pipe (--remote-debugging-pipe: Chromium reads commands on
+# its fd 3 and writes answers on its fd 4, JSON texts ended by a NUL).
+# --dump-dom cannot show a page live: it dumps at the load event (its
+# --timeout only cuts a load short), before the page's first poll.
+
+# chromium_start URL: Chromium on URL, in a process group of its own that
+# timeout kills after 60 s whatever happens (chromium_stop, in teardown,
+# kills it at once); CHROMIUM_DIR holds its fresh profile, the pipes and its
+# log.
+chromium_start() {
+  CHROMIUM_DIR=$(mktemp -d /tmp/orders-chromium.XXXXXX)
+  mkfifo "$CHROMIUM_DIR/to" "$CHROMIUM_DIR/from"
+  (
+    for fd in "/proc/$BASHPID/fd/"*; do
+      fd=${fd##*/}
+      ((fd > 2)) && eval "exec $fd>&-"
+    done
+    # timeout leads a process group of its own: kill -- -PID reaches
+    # Chromium's children (zygote, renderer) too
+    exec timeout -k 5 60 chromium --headless --no-sandbox --disable-gpu \
+      --disable-background-networking --disable-component-update --disable-sync \
+      --no-first-run --user-data-dir="$CHROMIUM_DIR/profile" \
+      --remote-debugging-pipe "$1" 3<"$CHROMIUM_DIR/to" 4>"$CHROMIUM_DIR/from"
+  ) </dev/null >"$CHROMIUM_DIR/log" 2>&1 &
+  CHROMIUM_PID=$!
+  # read-write opens of a fifo never block, whether Chromium came up or not
+  exec {CDP_TO}<>"$CHROMIUM_DIR/to" {CDP_FROM}<>"$CHROMIUM_DIR/from"
+  CDP_ID=0 CDP_SESSION=''
+}
+
+# chromium_live: some process of Chromium's group is still running (its
+# dead children wait for init to reap them: they do not count).
+chromium_live() {
+  ps -eo pgid=,stat= | awk -v g="$CHROMIUM_PID" '$1 == g && $2 !~ /^Z/ { n++ } END { exit !n }'
+}
+
+# chromium_stop: TERM to Chromium's process group (it leaves within a
+# second; Browser.close takes longer), then KILL to what is left; its
+# profile goes.
+chromium_stop() {
+  [[ -n ${CHROMIUM_PID-} ]] || return 0
+  local i sig
+  [[ -n ${CDP_TO-} ]] && exec {CDP_TO}>&- {CDP_FROM}>&-
+  for sig in TERM KILL; do
+    kill "-$sig" -- "-$CHROMIUM_PID" 2>/dev/null || true
+    for ((i = 0; i < 30; i++)); do
+      chromium_live || break 2
+      sleep 0.1
+    done
+  done
+  wait "$CHROMIUM_PID" 2>/dev/null || true
+  rm -rf -- "$CHROMIUM_DIR"
+  CHROMIUM_PID='' CDP_TO='' CDP_FROM=''
+}
+
+teardown() { chromium_stop; }
+
+# cdp METHOD PARAMS: one DevTools command (in the attached page's session
+# once there is one); REPLY is its answer's "result"; fails on an error
+# answer, or no answer within 10 s.
+cdp() {
+  local msg id=$((++CDP_ID)) deadline=$((SECONDS + 10))
+  msg=$(jq -cn --argjson id "$id" --arg m "$1" --argjson p "$2" --arg s "$CDP_SESSION" \
+    '{id: $id, method: $m, params: $p} + (if $s == "" then {} else {sessionId: $s} end)')
+  printf '%s\0' "$msg" >&"$CDP_TO"
+  while ((SECONDS < deadline)); do
+    IFS= read -r -d '' -t 10 msg <&"$CDP_FROM" || break
+    [[ $(jq -r '.id // empty' <<<"$msg") == "$id" ]] || continue # an event
+    REPLY=$(jq -c '.result' <<<"$msg")
+    [[ $REPLY != null ]] && return 0
+    echo "chromium: $1: $msg" >&2
+    return 1
+  done
+  echo "chromium: no answer to $1 within 10 s; its log:" >&2
+  tail -n 20 "$CHROMIUM_DIR/log" >&2
+  return 1
+}
+
+# page_figures: every element with an id on the page, as {"id": text},
+# with "first" (data-first of #hits) and "polls" (data-polls of <body>).
+page_figures() {
+  local js='(() => { const o = {}; for (const e of document.querySelectorAll("[id]")) o[e.id] = e.textContent;'
+  js+=' o.first = document.getElementById("hits").dataset.first; o.polls = document.body.dataset.polls || "0"; return o; })()'
+  cdp Runtime.evaluate "$(jq -cn --arg e "$js" '{expression: $e, returnByValue: true}')" || return 1
+  figures=$(jq -c '.result.value' <<<"$REPLY")
+}
+
+# fig ID: that figure in the last page_figures.
+fig() { jq -r --arg k "$1" '.[$k] // "(no such element)"' <<<"$figures"; }
+
+@test "/status in headless Chromium: figures, not placeholders, and the hit count rises live after requests" {
+  if ! command -v chromium >/dev/null; then
+    [[ ${CI-} != true ]] || flunk "chromium is not installed, and CI=true: ./deploy.sh deps --test installs it" || return 1
+    skip "chromium is not installed (./deploy.sh deps --test installs it)"
+  fi
+  local start=$EPOCHREALTIME c i t x deadline
+  c=$(fresh_customer)
+  req GET "/orders/count?customerid=$c" # a read, so that there is a hit ratio
+  assert_count_is 0
+
+  chromium_start "$BASE/status"
+  # the page's target, once Chromium is up
+  deadline=$((SECONDS + 10))
+  while :; do
+    cdp Target.getTargets '{}' || return 1
+    t=$(jq -r --arg u "$BASE/status" '.targetInfos[] | select(.type == "page" and .url == $u) | .targetId' <<<"$REPLY" | head -n 1)
+    [[ -z $t && $SECONDS -lt $deadline ]] || break
+    sleep 0.2
+  done
+  [[ -n $t ]] || flunk "Chromium opened no page on $BASE/status: $REPLY" || return 1
+  cdp Target.attachToTarget "{\"targetId\": \"$t\", \"flatten\": true}" || return 1
+  CDP_SESSION=$(jq -r .sessionId <<<"$REPLY")
+
+  # two polls: every figure known, rates and latencies included
+  deadline=$((SECONDS + 10))
+  while :; do
+    page_figures || return 1
+    (($(fig polls) < 2 && SECONDS < deadline)) || break
+    sleep 0.2
+  done
+  (($(fig polls) >= 2)) || flunk "the page polled $(fig polls) times in 10 s: $figures" || return 1
+  for id in hits misses bypasses fills invalidations req-total workers errors-5xx redis-errors postgres-errors; do
+    assert_match "#$id" '^[0-9]+$' "$(fig "$id")" || return 1
+  done
+  assert_match "#hit-ratio" '^[0-9]+\.[0-9] %$' "$(fig hit-ratio)"
+  # no cache read in the last seconds is a fair answer too
+  assert_match "#hit-ratio-now" '^[0-9]+\.[0-9] %$|^no reads$' "$(fig hit-ratio-now)"
+  assert_match "#req-rate" '^[0-9]+\.[0-9]$' "$(fig req-rate)"
+  assert_match "#req-rate-all" '^[0-9]+\.[0-9]$' "$(fig req-rate-all)"
+  # the page's own polls are requests: there is always a latency
+  for id in latency-mean latency-p50 latency-p99; do
+    assert_match "#$id" '^>?[0-9]+(\.[0-9]+)? ms$' "$(fig "$id")" || return 1
+  done
+  assert_eq "#workers" "$WORKERS" "$(fig workers)"
+  assert_eq "#postgres" ok "$(fig postgres)"
+  assert_eq "#redis" ok "$(fig redis)"
+  assert_eq "#breaker" "$WORKERS closed" "$(fig breaker)"
+  assert_eq "#state" ok "$(fig state)"
+  local first=$(fig first) before=$(fig hits)
+  assert_match "#hits data-first" '^[0-9]+$' "$first"
+
+  # 10 cache hits, then the figure on the same page rises by 10 (nothing
+  # else reads the cache meanwhile)
+  req GET "/orders/count?customerid=$c" # the entry again (its ttl is short)
+  local -a hits=()
+  for i in $(seq 1 10); do hits+=(-o /dev/null "$BASE/orders/count?customerid=$c"); done
+  x=$(curl -s --max-time 10 -w '%header{x-cache}\n' "${hits[@]}" | sort | uniq -c | xargs)
+  assert_eq "X-Cache of 10 reads of a cached count" "10 HIT" "$x"
+  deadline=$((SECONDS + 5))
+  while :; do
+    page_figures || return 1
+    (($(fig hits) < before + 10 && SECONDS < deadline)) || break
+    sleep 0.2
+  done
+  (($(fig hits) >= before + 10)) ||
+    flunk "#hits went from $before to $(fig hits) in 5 s after 10 hits (page: $figures)" || return 1
+  assert_eq "#hits data-first, the first figure the page showed" "$first" "$(fig first)"
+  (($(fig hits) - $(fig first) >= 10)) || flunk "#hits $(fig hits), first shown $(fig first)"
+  echo "# Chromium test took $(elapsed_since "$start") s, $(fig polls) polls" >&3
 }
 
 @test "/metrics across ./deploy.sh scale: one file for every pool, so no counter goes down and the new workers count" {
