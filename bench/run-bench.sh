@@ -43,6 +43,7 @@
 #   BENCH_REPS (2)        service rounds
 #   BENCH_WARMUP (2)      seconds of warm-up after each switch of the pool
 #   BENCH_ACCT_SECONDS (3) per Postgres accounting window
+#   BENCH_SETTLE (11)     seconds of quiet before each Postgres count
 #   WORKERS (4)           the pool's size, floors and service alike
 #   BENCH_CONNS ("8 64")  connection counts
 
@@ -62,10 +63,11 @@ CONNS=${BENCH_CONNS:-8 64}
 OUT=$REPO/bench/out
 SETTLE=${BENCH_SETTLE:-11} # pg_stat: 10 s idle flush interval, plus one
 
+usage_error() { echo "run-bench.sh: $*" >&2; exit 2; }
 for v in ROWS SECS REPS WARMUP ACCT_SECS NWORKERS; do
-  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "run-bench.sh: $v must be a positive integer: ${!v}" >&2; exit 2; }
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || usage_error "$v must be a positive integer: ${!v}"
 done
-((ROWS >= 1000)) || { echo "run-bench.sh: BENCH_ROWS must be 1000 or more" >&2; exit 2; }
+((ROWS >= 1000)) || usage_error "BENCH_ROWS must be 1000 or more"
 for b in build/orders-worker build/orders-invalidator build/floor build/floor-redis; do
   [[ -x $b ]] || { echo "run-bench.sh: no $b: run make bench (or make all bench-build)" >&2; exit 2; }
 done
@@ -112,42 +114,50 @@ remove_outside() {
   esac
 }
 
+# stack_stop: ./deploy.sh stop on the stack of STATE_DIR, then whatever
+# survived it, then its directories; 1 when something had to be killed.
+stack_stop() {
+  local rc=0 pgpath runpath pids pid i left
+  [[ -d $STATE_DIR ]] || return 0
+  pgpath=$(head -1 "$STATE_DIR/pg.path" 2>/dev/null)
+  runpath=$(head -1 "$STATE_DIR/run.path" 2>/dev/null)
+  pids=$(timeout 30 ./deploy.sh status 2>/dev/null </dev/null | awk '$2 ~ /^[0-9]+$/ { print $2 }')
+  if ! DEPLOY_TIMEOUT=120 deploy stop; then
+    log "./deploy.sh stop failed:"
+    tail -n 20 "$T/deploy.log" >&2
+    rc=1
+  fi
+  # what ./deploy.sh stop left running (it should be nothing)
+  for ((i = 0; i < 20; i++)); do
+    left=''
+    for pid in $pids; do [[ -d /proc/$pid ]] && left+=" $pid"; done
+    [[ -z $left ]] && break
+    sleep 0.25
+  done
+  if [[ -n $left ]]; then
+    log "left running after ./deploy.sh stop:$left; killing"
+    kill -TERM $left 2>/dev/null
+    sleep 2
+    kill -KILL $left 2>/dev/null
+    rc=1
+  fi
+  rm -rf -- "$STATE_DIR"
+  remove_outside "$pgpath"
+  remove_outside "$runpath"
+  return "$rc"
+}
+
 cleanup() {
-  local rc=$? pgpath='' runpath='' pids pid i left
+  local rc=$?
   trap - EXIT INT TERM
   set +e
   if [[ -n $WRK_PID ]]; then
     kill -TERM "$WRK_PID" 2>/dev/null
     wait "$WRK_PID" 2>/dev/null
   fi
-  if [[ -d $T/state ]]; then
-    pgpath=$(head -1 "$T/state/pg.path" 2>/dev/null)
-    runpath=$(head -1 "$T/state/run.path" 2>/dev/null)
-    pids=$(timeout 30 ./deploy.sh status 2>/dev/null </dev/null | awk '$2 ~ /^[0-9]+$/ { print $2 }')
-    if ! DEPLOY_TIMEOUT=120 deploy stop; then
-      log "./deploy.sh stop failed:"
-      tail -n 20 "$T/deploy.log" >&2
-      rc=1
-    fi
-    # what ./deploy.sh stop left running (it should be nothing)
-    for ((i = 0; i < 20; i++)); do
-      left=''
-      for pid in $pids; do [[ -d /proc/$pid ]] && left+=" $pid"; done
-      [[ -z $left ]] && break
-      sleep 0.25
-    done
-    if [[ -n $left ]]; then
-      log "left running after ./deploy.sh stop:$left; killing"
-      kill -TERM $left 2>/dev/null
-      sleep 2
-      kill -KILL $left 2>/dev/null
-      rc=1
-    fi
-  fi
+  stack_stop || rc=1
   [[ -s $T/report.txt ]] && cp -f "$T/report.txt" "$OUT/bench.txt"
   rm -rf -- "$T"
-  remove_outside "$pgpath"
-  remove_outside "$runpath"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -207,6 +217,43 @@ rss_line() {
     END { printf "%d workers, VmRSS min %.1f / mean %.1f / max %.1f MiB", NR, mn / 1024, s / NR / 1024, mx / 1024 }'
 }
 
+# ---------------------------------------------------------------- stack
+
+STACKS=0
+
+# stack_start ROWS: a new stack (STATE_DIR of its own, a free port, ROWS
+# orders, POOL_N workers), up and answering; sets BASE, DB_URL,
+# REDIS_ADMIN, HIT_ID, HOT_IDS and DEPLOY_SECS (./deploy.sh's time: initdb,
+# the load of ROWS orders, the start of everything). The floor-redis key
+# holds the service's own answer for the id-hit case.
+stack_start() {
+  local rows=$1 port t0 i body prefix
+  STACKS=$((STACKS + 1))
+  export STATE_DIR=$T/state.$STACKS
+  port=$(pick_port) || fail "no free loopback port"
+  log "stack $STACKS in $STATE_DIR, nginx on 127.0.0.1:$port, $rows orders, $POOL_N workers"
+  t0=$SECONDS
+  export PORT=$port WORKERS=$POOL_N ORDERS_ROWS=$rows
+  DEPLOY_TIMEOUT=1200 deploy ||
+    { tail -n 30 "$T/deploy.log" >&2; fail "./deploy.sh did not start the stack"; }
+  DEPLOY_SECS=$((SECONDS - t0))
+  BASE=http://127.0.0.1:$port
+  DB_URL=$(envvar DATABASE_URL)
+  REDIS_ADMIN=$(envvar REDIS_ADMIN_URL)
+  prefix=$(envvar CACHE_PREFIX)
+  [[ -n $DB_URL && -n $REDIS_ADMIN ]] || fail "no DATABASE_URL / REDIS_ADMIN_URL in $STATE_DIR/env"
+  for ((i = 0; i < 40; i++)); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/healthz") == 200 ]] && break
+    sleep 0.25
+  done
+  HIT_ID=$((rows < 4242 ? rows : 4242))
+  HOT_IDS=$((rows < 10000 ? rows : 10000))
+  body=$(curl -s --max-time 10 "$BASE/orders/$HIT_ID")
+  [[ $body == '{'* ]] || fail "GET /orders/$HIT_ID answered: $body"
+  [[ $(rcli SET "${prefix}bench:floor" "$body") == OK ]] || fail "cannot SET ${prefix}bench:floor"
+  log "deployed in ${DEPLOY_SECS}s; ${#body}-byte value for floor-redis"
+}
+
 # ---------------------------------------------------------------- wrk
 
 RUN_NO=0
@@ -252,18 +299,18 @@ SERVICE_CASES=(
   "mixed-95/5|mixed.lua|/"
 )
 
-# pool BIN: the pool becomes BIN (WORKER_BIN of deploy.sh scale; "" for
-# the service), then a warm-up.
+# pool BIN: the pool becomes POOL_N processes of BIN (WORKER_BIN of
+# deploy.sh scale; "" for the service).
 pool() {
   if [[ -n $1 ]]; then
-    WORKER_BIN=$REPO/$1 deploy scale "$NWORKERS" || fail "./deploy.sh scale with WORKER_BIN=$1 failed (see above)"
+    WORKER_BIN=$REPO/$1 deploy scale "$POOL_N" || fail "./deploy.sh scale $POOL_N with WORKER_BIN=$1 failed"
   else
-    deploy scale "$NWORKERS" || fail "./deploy.sh scale (the service) failed"
+    deploy scale "$POOL_N" || fail "./deploy.sh scale $POOL_N (the service) failed"
   fi
 }
 
-# measure ROUND NAME SCRIPT PATH CONNS: one measured case; a row of
-# T/rows: round name conns rps p50 p99 errors redis-round-trips/req
+# measure ROUND NAME SCRIPT PATH CONNS: one measured case; a line of
+# RESULTS: round name conns rps p50 p99 errors redis-round-trips/req
 # redis-commands/req breakdown
 measure() {
   local round=$1 name=$2 script=$3 path=$4 c=$5 e rq rd
@@ -286,7 +333,7 @@ measure() {
     log "errors in $name at $c: $R"
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$c" "$(field rps)" \
-    "$(field p50_ms)" "$(field p99_ms)" "$e" "$rd" >>"$T/rows"
+    "$(field p50_ms)" "$(field p99_ms)" "$e" "$rd" >>"$RESULTS"
 }
 
 floor_round() {
@@ -321,17 +368,15 @@ service_round() {
 
 # ---------------------------------------------------------------- report
 
-# table REP: the rows of service round REP, with the floors of rounds REP
-# and REP+1 (their mean is the ratio's denominator).
-table() {
+# round_stats REP: service round REP of RESULTS against the floors of
+# rounds REP and REP+1 (their mean is the ratio's denominator; cache hits
+# are held against floor-redis, the rest against floor), one line per case:
+# name conns req/s p50 p99 errors note redis-RT redis-cmd ratio, tab-
+# separated; a floor's note is its rounds' req/s ("(5486 / 5908)") and its
+# ratio "-", a case's note its ratio ("0.55 x floor-redis").
+round_stats() {
   local r=$1
-  say ""
-  say "repetition $r of $REPS: floors F$r and F$((r + 1)) around service round S$r"
-  awk -F'\t' -v s="S$r" -v fa="F$r" -v fb="F$((r + 1))" '
-    function rowout(name, c, rps, p50, p99, err, ratio, rt, cmds) {
-      printf "%-12s %5s %9s %8s %8s %7s  %-22s %9s %9s\n", name, c, rps, p50, p99, err, ratio, rt, cmds
-    }
-    BEGIN { rowout("case", "conns", "req/s", "p50 ms", "p99 ms", "errors", "ratio to floor", "redis RT", "redis cmd") }
+  awk -F'\t' -v OFS='\t' -v s="S$r" -v fa="F$r" -v fb="F$((r + 1))" '
     ($1 == fa || $1 == fb) {
       k = $2 SUBSEP $3; n[k]++; rps[k] += $4; p50[k] += $5; p99[k] += $6; err[k] += $7
       one[k] = one[k] (one[k] == "" ? "" : " / ") sprintf("%.0f", $4); rt[k] = $8; cmd[k] = $9
@@ -341,17 +386,37 @@ table() {
     END {
       for (i = 1; i <= nk; i++) {
         k = keys[i]; split(k, kc, SUBSEP)
-        rowout(kc[1], kc[2], sprintf("%.0f", rps[k] / n[k]), sprintf("%.2f", p50[k] / n[k]),
-          sprintf("%.2f", p99[k] / n[k]), err[k], "(" one[k] ")", rt[k], cmd[k])
+        print kc[1], kc[2], sprintf("%.0f", rps[k] / n[k]), sprintf("%.2f", p50[k] / n[k]),
+          sprintf("%.2f", p99[k] / n[k]), err[k], "(" one[k] ")", rt[k], cmd[k], "-"
       }
       for (i = 1; i <= ns; i++) {
         split(rows[i], f, "\t")
         fl = (f[2] ~ /hit$/) ? "floor-redis" : "floor"
         k = fl SUBSEP f[3]
-        ratio = (n[k] && rps[k] > 0) ? sprintf("%.2f x %s", f[4] / (rps[k] / n[k]), fl) : "-"
-        rowout(f[2], f[3], sprintf("%.0f", f[4]), sprintf("%.2f", f[5]), sprintf("%.2f", f[6]), f[7], ratio, f[8], f[9])
+        ratio = (n[k] && rps[k] > 0) ? sprintf("%.2f", f[4] / (rps[k] / n[k])) : "-"
+        print f[2], f[3], sprintf("%.0f", f[4]), sprintf("%.2f", f[5]), sprintf("%.2f", f[6]), f[7],
+          (ratio == "-" ? "-" : ratio " x " fl), f[8], f[9], ratio
       }
-    }' "$T/rows" | tee -a "$T/report.txt"
+    }' "$RESULTS"
+}
+
+# stats_table RATIO-HEADING: round_stats-shaped lines (stdin) as a table of
+# the report.
+stats_table() {
+  awk -F'\t' -v rh="$1" '
+    function rowout(name, c, rps, p50, p99, err, ratio, rt, cmds) {
+      printf "%-12s %5s %9s %8s %8s %7s  %-22s %9s %9s\n", name, c, rps, p50, p99, err, ratio, rt, cmds
+    }
+    BEGIN { rowout("case", "conns", "req/s", "p50 ms", "p99 ms", "errors", rh, "redis RT", "redis cmd") }
+    { rowout($1, $2, $3, $4, $5, $6, $7, $8, $9) }' | tee -a "$T/report.txt"
+}
+
+# table REP HEADING: service round REP and its floors, as a table.
+table() {
+  local r=$1
+  say ""
+  say "$2"
+  round_stats "$r" | stats_table "ratio to floor"
   say "  floors: mean of F$r and F$((r + 1)) (each in parentheses); ratio: req/s over that mean, hits over floor-redis;"
   say "  redis RT: round trips per request (read events); redis cmd: commands per request, a script's own included"
   say "  worker RSS after S$r: ${RSS_SERVICE[$r]}"
@@ -378,7 +443,7 @@ plot() {
           for (r = 1; r <= reps; r++) line = line "\t" (((k, r) in p99) ? p99[k, r] : "NaN")
           print line
         }
-      }' "$T/rows"
+      }' "$RESULTS"
   } >"$tsv"
   if command -v gnuplot >/dev/null; then
     if timeout 60 gnuplot -e "datafile='$tsv'; outfile='$OUT/bench.png'; reps=$REPS" bench/plot.gp 2>"$T/gnuplot.err"; then
@@ -393,82 +458,69 @@ plot() {
 
 # ---------------------------------------------------------------- main
 
-port=$(pick_port) || fail "no free loopback port"
-log "stack in $T, nginx on 127.0.0.1:$port, $ROWS orders, $NWORKERS workers"
-export PORT=$port WORKERS=$NWORKERS ORDERS_ROWS=$ROWS
-t0=$SECONDS
-DEPLOY_TIMEOUT=1200 deploy || { tail -n 30 "$T/deploy.log" >&2; fail "./deploy.sh did not start the stack"; }
-DEPLOY_SECS=$((SECONDS - t0))
-BASE=http://127.0.0.1:$port
-DB_URL=$(envvar DATABASE_URL)
-REDIS_ADMIN=$(envvar REDIS_ADMIN_URL)
-PREFIX=$(envvar CACHE_PREFIX)
-[[ -n $DB_URL && -n $REDIS_ADMIN ]] || fail "no DATABASE_URL / REDIS_ADMIN_URL in $STATE_DIR/env"
-for ((i = 0; i < 40; i++)); do
-  [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/healthz") == 200 ]] && break
-  sleep 0.25
-done
-HIT_ID=$((ROWS < 4242 ? ROWS : 4242))
-HOT_IDS=$((ROWS < 10000 ? ROWS : 10000))
-# floor-redis answers this key: the service's own answer for the id-hit case
-body=$(curl -s --max-time 10 "$BASE/orders/$HIT_ID")
-[[ $body == '{'* ]] || fail "GET /orders/$HIT_ID answered: $body"
-[[ $(rcli SET "${PREFIX}bench:floor" "$body") == OK ]] || fail "cannot SET ${PREFIX}bench:floor"
-log "deployed in ${DEPLOY_SECS}s; ${#body}-byte value for floor-redis"
+# main_table: on the stack running, F S F S F ... at POOL_N workers, a
+# table per repetition, the resource accounting, results.tsv and bench.png.
+main_table() {
+  local r x0 x1 idle spec name script path rq e
+  RESULTS=$T/results.main
+  : >"$RESULTS"
+  for ((r = 1; r <= REPS; r++)); do
+    floor_round "$r"
+    service_round "$r"
+  done
+  floor_round $((REPS + 1))
 
-declare -A RSS_FLOOR RSS_FLOOR_REDIS RSS_SERVICE
-: >"$T/rows"
-say "make bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- cgi-src 2>/dev/null || echo ' (cgi-src modified)'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-say "  $ROWS orders, $NWORKERS workers, wrk -t2 --latency, ${SECS}s per case, connections: $CONNS; floors and service through the same nginx"
+  for ((r = 1; r <= REPS; r++)); do
+    table "$r" "repetition $r of $REPS: floors F$r and F$((r + 1)) around service round S$r"
+  done
+  say ""
+  say "worker RSS: floor ${RSS_FLOOR[1]}; floor-redis ${RSS_FLOOR_REDIS[1]}"
 
-for ((r = 1; r <= REPS; r++)); do
-  floor_round "$r"
-  service_round "$r"
-done
-floor_round $((REPS + 1))
-
-for ((r = 1; r <= REPS; r++)); do table "$r"; done
-say ""
-say "worker RSS: floor ${RSS_FLOOR[1]}; floor-redis ${RSS_FLOOR_REDIS[1]}"
-
-# Postgres transactions per request, the service pool running: an idle
-# window, then each case alone, each counted after SETTLE s of quiet.
-log "Postgres accounting: ${ACCT_SECS}s per case, ${SETTLE}s of quiet between"
-pool ''
-sleep "$SETTLE"
-x0=$(pg_xacts)
-sleep "$ACCT_SECS"
-sleep "$SETTLE"
-x1=$(pg_xacts)
-idle=$((x1 - x0))
-say ""
-say "Postgres transactions per request: pg_stat_database xact_commit + xact_rollback of the database,"
-say "all sessions (this count's own psql, autovacuum; an idle window of the same length counted $idle):"
-say "an upper bound for statements run alone, so 0 means no statement; a read runs one statement, alone;"
-say "a POST's INSERT notifies the invalidator, whose LISTEN session takes a transaction to read them"
-for spec in "count-hit|static.lua|/orders/count?customerid=42" "id-hit|static.lua|/orders/$HIT_ID" \
-  "miss|miss.lua|/" "post|post.lua|/"; do
-  IFS='|' read -r name script path <<<"$spec"
-  curl -s -o /dev/null --max-time 10 "$BASE$path"
-  curl -s -o /dev/null --max-time 10 "$BASE$path"
+  # Postgres transactions per request, the service pool running: an idle
+  # window, then each case alone, each counted after SETTLE s of quiet.
+  log "Postgres accounting: ${ACCT_SECS}s per case, ${SETTLE}s of quiet between"
+  pool ''
   sleep "$SETTLE"
   x0=$(pg_xacts)
-  run_wrk 8 "$ACCT_SECS" "$script" "$path"
+  sleep "$ACCT_SECS"
   sleep "$SETTLE"
   x1=$(pg_xacts)
-  rq=$(field requests)
-  e=$(errors_of)
-  ((e > 0)) && { ERRORS=$((ERRORS + 1)); log "errors in accounting run $name: $R"; }
-  say "$(awk -v n="$name" -v d="$((x1 - x0))" -v rq="$rq" 'BEGIN {
-    printf "  %-10s %8d requests  %8d transactions  %.3f per request\n", n, rq, d, (rq > 0 ? d / rq : 0) }')"
-done
-say "worker RSS after the accounting: $(rss_line)"
-say ""
-say "Redis per request, by command (INFO commandstats over the measured runs of repetition 1; a script's"
-say "commands counted as well as its EVALSHA):"
-awk -F'\t' '$1 == "S1" || $1 == "F1" { printf "  %-12s %3s  RT %s  %s\n", $2, $3, $8, $10 }' "$T/rows" | tee -a "$T/report.txt"
+  idle=$((x1 - x0))
+  say ""
+  say "Postgres transactions per request: pg_stat_database xact_commit + xact_rollback of the database,"
+  say "all sessions (this count's own psql, autovacuum; an idle window of the same length counted $idle):"
+  say "an upper bound for statements run alone, so 0 means no statement; a read runs one statement, alone;"
+  say "a POST's INSERT notifies the invalidator, whose LISTEN session takes a transaction to read them"
+  for spec in "count-hit|static.lua|/orders/count?customerid=42" "id-hit|static.lua|/orders/$HIT_ID" \
+    "miss|miss.lua|/" "post|post.lua|/"; do
+    IFS='|' read -r name script path <<<"$spec"
+    curl -s -o /dev/null --max-time 10 "$BASE$path"
+    curl -s -o /dev/null --max-time 10 "$BASE$path"
+    sleep "$SETTLE"
+    x0=$(pg_xacts)
+    run_wrk 8 "$ACCT_SECS" "$script" "$path"
+    sleep "$SETTLE"
+    x1=$(pg_xacts)
+    rq=$(field requests)
+    e=$(errors_of)
+    ((e > 0)) && { ERRORS=$((ERRORS + 1)); log "errors in accounting run $name: $R"; }
+    say "$(awk -v n="$name" -v d="$((x1 - x0))" -v rq="$rq" 'BEGIN {
+      printf "  %-10s %8d requests  %8d transactions  %.3f per request\n", n, rq, d, (rq > 0 ? d / rq : 0) }')"
+  done
+  say "worker RSS after the accounting: $(rss_line)"
+  say ""
+  say "Redis per request, by command (INFO commandstats over the measured runs of repetition 1; a script's"
+  say "commands counted as well as its EVALSHA):"
+  awk -F'\t' '$1 == "S1" || $1 == "F1" { printf "  %-12s %3s  RT %s  %s\n", $2, $3, $8, $10 }' "$RESULTS" | tee -a "$T/report.txt"
+  plot
+}
 
-plot
+declare -A RSS_FLOOR RSS_FLOOR_REDIS RSS_SERVICE
+POOL_N=$NWORKERS
+say "make bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- cgi-src 2>/dev/null || echo ' (cgi-src modified)'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+say "  $ROWS orders, $NWORKERS workers, wrk -t2 --latency, ${SECS}s per case, connections: $CONNS; floors and service through the same nginx"
+stack_start "$ROWS"
+main_table
 say ""
 say "deploy with $ROWS orders: ${DEPLOY_SECS}s; whole run: $((SECONDS - STARTED))s; cases with errors: $ERRORS"
 ((ERRORS == 0)) || exit 1
