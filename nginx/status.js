@@ -131,15 +131,15 @@ function showMetrics(m, t) {
   show('hit-ratio-now', wait || percent(hits - sum(old, 'orders_cache_hits_total'), reads(m) - reads(old)));
   show('req-rate', wait || ((req(m, api) - req(old, api)) / dt).toFixed(1));
   show('req-rate-all', wait || ((req(m) - req(old)) / dt).toFixed(1));
-  for (const [prefix, name, none] of [
-    ['latency', 'orders_http_request_duration_seconds', 'no requests'],
-    ['pg', 'orders_postgres_query_duration_seconds', 'no queries']]) {
+  // "none": no request (that asked Postgres) in the window
+  for (const [prefix, name] of [['latency', 'orders_http_request_duration_seconds'],
+    ['pg', 'orders_postgres_query_duration_seconds']]) {
     const n = sum(m, name + '_count') - sum(old, name + '_count');
     const s = sum(m, name + '_sum') - sum(old, name + '_sum');
     const now = buckets(m, name), then = buckets(old, name);
-    show(prefix + '-mean', wait || (n > 0 ? ms(s / n) : none));
-    show(prefix + '-p50', wait || quantile(0.5, now, then) || none);
-    show(prefix + '-p99', wait || quantile(0.99, now, then) || none);
+    show(prefix + '-mean', wait || (n > 0 ? ms(s / n) : 'none'));
+    show(prefix + '-p50', wait || quantile(0.5, now, then) || 'none');
+    show(prefix + '-p99', wait || quantile(0.99, now, then) || 'none');
   }
 }
 
