@@ -200,6 +200,9 @@ main(void)
 	    (long)getpid(), key);
 	while ((rc = FCGX_Accept_r(&req)) >= 0) {
 		serve(&req);
+		/* Closed at once, as the worker closes a Unix socket's (see
+		 * listens_on_unix_socket in cgi-src/main.c): not a floor else. */
+		req.detached = 1;
 		FCGX_Finish_r(&req);
 	}
 	FCGX_Free(&req, 1);

@@ -85,6 +85,9 @@ main(void)
 	while ((rc = FCGX_Accept_r(&req)) >= 0) {
 		/* A client that went away makes this fail; nothing to do but go on. */
 		(void)FCGX_PutStr(response, (int)sizeof(response) - 1, req.out);
+		/* Closed at once, as the worker closes a Unix socket's (see
+		 * listens_on_unix_socket in cgi-src/main.c): not a floor else. */
+		req.detached = 1;
 		FCGX_Finish_r(&req);
 	}
 
