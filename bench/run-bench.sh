@@ -5,7 +5,8 @@
 # Starts Postgres, Redis, the pool, the invalidator and nginx with
 # ./deploy.sh in a temporary directory on a free loopback port, with
 # BENCH_ROWS (1,000,000) orders, and always stops them again (EXIT trap:
-# ./deploy.sh stop, then whatever survived it, then the directories).
+# ./deploy.sh stop, then whatever survived it, then the directories; the
+# rows sweep below runs one stack at a time, each stopped the same way).
 # Then, through the same nginx and its configuration, by turns:
 #
 #   floor round    the pool is build/floor (bench/floor.c: answers at once)
@@ -31,21 +32,48 @@
 # second and, idle, 10 s later; an idle window of the same length is
 # counted too, as the background); each worker's VmRSS after each round.
 #
-# Prints one table per round and the accounting, writes them to
-# bench/out/bench.txt, the figures to bench/out/results.tsv and, with
-# gnuplot, bench/out/bench.png (req/s and p99 per case). It asserts nothing
-# about speed: it exits 1 only when a case had errors (non-2xx answers,
-# socket errors) or the stack failed.
+# Then the sweeps (BENCH_SWEEPS), each with BENCH_SWEEP_SECONDS per case:
+#
+#   workers        on the same stack, for each pool size of
+#                  BENCH_SWEEP_WORKERS, one repetition F S F of the rounds
+#                  above, floors and service at that size: a table per
+#                  size and a summary (req/s, p99 and ratio to the floors
+#                  per size), to choose the pool's default size
+#   rows           the stack stopped, for each count of BENCH_SWEEP_ROWS a
+#                  stack of its own (./deploy.sh generates the orders with
+#                  sql/data.sql, as for any deploy; its time is printed),
+#                  cache-hit count and id, and misses, at WORKERS workers:
+#                  the hits should stay flat and the misses grow; a
+#                  miss's cost is given in id-hits (id-hit's req/s over
+#                  its own)
+#
+# Prints one table per round, the accounting and the sweeps, writes them to
+# bench/out/bench.txt, the figures to bench/out/results.tsv (main table),
+# workers.tsv and rows.tsv (sweeps) and, with gnuplot, bench/out/bench.png
+# (req/s and p99 per case) and sweeps.png (req/s per pool size; req/s and
+# cost per count of orders). It asserts nothing about speed: it exits 1
+# only when a case had errors (non-2xx answers, socket errors) or a stack
+# failed.
+#
+# At the defaults on the 2-core development machine, about 25 minutes: 9
+# for the main table, 8 for the workers sweep, 6 for the rows sweep (of
+# which some 3 to load 10,000,000 orders).
 #
 # Settings (environment):
 #   BENCH_ROWS (1000000)  orders loaded (ORDERS_ROWS of deploy.sh)
-#   BENCH_SECONDS (8)     per measured case
+#   BENCH_SECONDS (8)     per measured case of the main table
 #   BENCH_REPS (2)        service rounds
 #   BENCH_WARMUP (2)      seconds of warm-up after each switch of the pool
 #   BENCH_ACCT_SECONDS (3) per Postgres accounting window
 #   BENCH_SETTLE (11)     seconds of quiet before each Postgres count
-#   WORKERS (4)           the pool's size, floors and service alike
+#   WORKERS (4)           the pool's size, floors and service alike (not in
+#                         the workers sweep)
 #   BENCH_CONNS ("8 64")  connection counts
+#   BENCH_MAIN (1)        0: no main table and no accounting, only sweeps
+#   BENCH_SWEEPS ("workers rows")  the sweeps to run; "" for none
+#   BENCH_SWEEP_WORKERS ("1 2 4 8")  pool sizes of the workers sweep
+#   BENCH_SWEEP_ROWS ("100000 1000000 10000000")  orders of the rows sweep
+#   BENCH_SWEEP_SECONDS (4)  per measured case of the sweeps
 
 set -u
 set -o pipefail
@@ -62,12 +90,27 @@ NWORKERS=${WORKERS:-4}
 CONNS=${BENCH_CONNS:-8 64}
 OUT=$REPO/bench/out
 SETTLE=${BENCH_SETTLE:-11} # pg_stat: 10 s idle flush interval, plus one
+MAIN=${BENCH_MAIN:-1}
+SWEEPS=${BENCH_SWEEPS-workers rows}
+SWEEP_WORKERS=${BENCH_SWEEP_WORKERS:-1 2 4 8}
+SWEEP_ROWS=${BENCH_SWEEP_ROWS:-100000 1000000 10000000}
+SWEEP_SECS=${BENCH_SWEEP_SECONDS:-4}
 
 usage_error() { echo "run-bench.sh: $*" >&2; exit 2; }
-for v in ROWS SECS REPS WARMUP ACCT_SECS NWORKERS; do
+for v in ROWS SECS REPS WARMUP ACCT_SECS NWORKERS SWEEP_SECS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || usage_error "$v must be a positive integer: ${!v}"
 done
 ((ROWS >= 1000)) || usage_error "BENCH_ROWS must be 1000 or more"
+[[ $MAIN == [01] ]] || usage_error "BENCH_MAIN must be 0 or 1: $MAIN"
+for v in $SWEEPS; do
+  [[ $v == workers || $v == rows ]] || usage_error "BENCH_SWEEPS: no sweep \"$v\" (workers, rows)"
+done
+for v in $SWEEP_WORKERS; do
+  [[ $v =~ ^[1-9][0-9]*$ && $v -le 256 ]] || usage_error "BENCH_SWEEP_WORKERS: not a pool size (1..256): $v"
+done
+for v in $SWEEP_ROWS; do
+  [[ $v =~ ^[1-9][0-9]*$ && $v -ge 1000 ]] || usage_error "BENCH_SWEEP_ROWS: not a count of 1000 or more: $v"
+done
 for b in build/orders-worker build/orders-invalidator build/floor build/floor-redis; do
   [[ -x $b ]] || { echo "run-bench.sh: no $b: run make bench (or make all bench-build)" >&2; exit 2; }
 done
@@ -266,10 +309,12 @@ run_wrk() {
   RUN_NO=$((RUN_NO + 1))
   WRK_OUT=$T/wrk.$RUN_NO
   # a base of its own for the counters of miss.lua, post.lua, mixed.lua:
-  # no count, no body of an earlier run again (2 threads x 150,000 each;
-  # miss.lua's counts repeat after 7,320,000, some 24 such runs)
+  # no count, no body of an earlier run again (2 threads x 60,000 each,
+  # some 10 times what a miss run here asks; miss.lua's counts repeat
+  # after 7,320,000, some 60 such runs: the main table and the workers
+  # sweep take about 50 on one stack)
   [[ $script == static.lua ]] || COUNTER_NO=$((COUNTER_NO + 1))
-  BENCH_REPORT=$WRK_OUT.report BENCH_BASE=$((COUNTER_NO * 300000)) BENCH_STRIDE=150000 \
+  BENCH_REPORT=$WRK_OUT.report BENCH_BASE=$((COUNTER_NO * 120000)) BENCH_STRIDE=60000 \
     BENCH_IDS=$HOT_IDS timeout -k 5 $((s + 30)) \
     wrk -t 2 -c "$c" -d "${s}s" --latency --timeout 10s -s "bench/$script" "$BASE$path" \
     >"$WRK_OUT.out" 2>&1 </dev/null &
@@ -456,6 +501,140 @@ plot() {
   fi
 }
 
+# ---------------------------------------------------------------- sweeps
+
+# sweep_summary FILE NAME: the lines of FILE (a sweep's value, then
+# round_stats's fields) pivoted: one line per case and conns, one column
+# per value of the sweep: req/s, p99 ms and the ratio (the last field).
+sweep_summary() {
+  awk -F'\t' -v name="$2" '
+    !($1 in seenv) { seenv[$1] = 1; vals[++nv] = $1 }
+    { k = $2 SUBSEP $3; if (!(k in seenk)) { seenk[k] = 1; keys[++nk] = k }
+      cell[$1, k] = sprintf("%7s %8s %5s", $4, $6, ($11 == "-" ? "" : $11)) }
+    END {
+      printf "%-12s %5s", "", ""
+      for (j = 1; j <= nv; j++) printf " | %-22s", name "=" vals[j]
+      printf "\n%-12s %5s", "case", "conns"
+      for (j = 1; j <= nv; j++) printf " | %7s %8s %5s", "req/s", "p99 ms", "ratio"
+      printf "\n"
+      for (i = 1; i <= nk; i++) {
+        split(keys[i], kc, SUBSEP)
+        printf "%-12s %5s", kc[1], kc[2]
+        for (j = 1; j <= nv; j++) printf " | %22s", ((vals[j], keys[i]) in cell) ? cell[vals[j], keys[i]] : "-"
+        printf "\n"
+      }
+    }' "$1" | tee -a "$T/report.txt"
+}
+
+# workers_sweep: on the stack running, for each pool size of
+# SWEEP_WORKERS, the main table's rounds F S F (floors and service at that
+# size) with SWEEP_SECS per case; a table per size, then a summary;
+# bench/out/workers.tsv.
+workers_sweep() {
+  local n secs=$SECS t0=$SECONDS
+  SECS=$SWEEP_SECS # measure's case length
+  say ""
+  say "workers sweep: pool sizes $SWEEP_WORKERS, each F S F (floors, service, floors at that size), ${SECS}s per case"
+  : >"$T/sweep.workers"
+  for n in $SWEEP_WORKERS; do
+    POOL_N=$n
+    RESULTS=$T/results.w$n
+    : >"$RESULTS"
+    floor_round 1
+    service_round 1
+    floor_round 2
+    table 1 "WORKERS=$n: floors F1 and F2 around service round S1"
+    round_stats 1 | sed "s/^/$n\t/" >>"$T/sweep.workers"
+  done
+  SECS=$secs POOL_N=$NWORKERS
+  say ""
+  say "workers sweep, summary: req/s, p99 ms and ratio to the floors (hits: to floor-redis) per pool size"
+  sweep_summary "$T/sweep.workers" WORKERS
+  say "  the workers sweep took $((SECONDS - t0))s"
+  {
+    printf 'workers\tcase\tconns\trps\tp50_ms\tp99_ms\terrors\tratio\n'
+    cut -f 1-7,11 "$T/sweep.workers"
+  } >"$OUT/workers.tsv"
+}
+
+# the rows sweep's cases: NAME|SCRIPT|PATH
+ROWS_CASES=(
+  "count-hit|static.lua|/orders/count?customerid=42"
+  "id-hit|static.lua|/orders/@ID@"
+  "miss|miss.lua|/"
+)
+
+# cost_stats: the cases of RESULTS in round_stats's fields, the ratio being
+# the cost in id-hits: id-hit's req/s over the case's, at the same conns.
+cost_stats() {
+  awk -F'\t' -v OFS='\t' '
+    { line[++n] = $0; if ($2 == "id-hit") hit[$3] = $4 }
+    END {
+      for (i = 1; i <= n; i++) {
+        split(line[i], f, "\t")
+        cost = (hit[f[3]] > 0 && f[4] > 0) ? sprintf("%.2f", hit[f[3]] / f[4]) : "-"
+        print f[2], f[3], sprintf("%.0f", f[4]), sprintf("%.2f", f[5]), sprintf("%.2f", f[6]), f[7],
+          (cost == "-" ? "-" : cost " x id-hit"), f[8], f[9], cost
+      }
+    }' "$RESULTS"
+}
+
+# rows_sweep: the main stack stopped, for each count of SWEEP_ROWS a stack
+# of its own (deploy.sh loads the orders with sql/data.sql), the hits and
+# the misses at POOL_N workers, SWEEP_SECS per case, the stack stopped;
+# a table per count, then a summary; bench/out/rows.tsv.
+rows_sweep() {
+  local n spec name script path c secs=$SECS size t0=$SECONDS
+  SECS=$SWEEP_SECS
+  stack_stop || fail "the stack did not stop cleanly"
+  say ""
+  say "rows sweep: orders $SWEEP_ROWS, a stack each (deployed, measured, stopped), $POOL_N workers, ${SECS}s per case;"
+  say "  cost: id-hit's req/s over the case's (at the same conns)"
+  : >"$T/sweep.rows"
+  : >"$T/sweep.deploys"
+  for n in $SWEEP_ROWS; do
+    stack_start "$n"
+    size=$(sql "SELECT pg_size_pretty(pg_total_relation_size('orders'))")
+    RESULTS=$T/results.r$n
+    : >"$RESULTS"
+    run_wrk 64 "$WARMUP" miss.lua /
+    for spec in "${ROWS_CASES[@]}"; do
+      IFS='|' read -r name script path <<<"$spec"
+      for c in $CONNS; do measure "R" "$name" "$script" "$path" "$c"; done
+    done
+    say ""
+    say "$n orders: deployed (initdb, load, start) in ${DEPLOY_SECS}s; the table with its indexes: $size"
+    cost_stats | stats_table "cost"
+    cost_stats | sed "s/^/$n\t/" >>"$T/sweep.rows"
+    printf '%s\t%s\n' "$n" "$DEPLOY_SECS" >>"$T/sweep.deploys"
+    stack_stop || fail "the stack did not stop cleanly"
+  done
+  SECS=$secs
+  say ""
+  say "rows sweep, summary: req/s, p99 ms and cost in id-hits per count of orders"
+  sweep_summary "$T/sweep.rows" rows
+  say "  deployed in: $(awk '{ printf "%s%s orders %ss", (NR > 1 ? ", " : ""), $1, $2 }' "$T/sweep.deploys");" \
+    "the rows sweep took $((SECONDS - t0))s"
+  {
+    printf 'rows\tcase\tconns\trps\tp50_ms\tp99_ms\terrors\tcost\n'
+    cut -f 1-7,11 "$T/sweep.rows"
+  } >"$OUT/rows.tsv"
+}
+
+# plot_sweeps: bench/out/sweeps.png from the sweeps' TSVs of this run
+plot_sweeps() {
+  local w='' r=''
+  [[ -s $OUT/workers.tsv ]] && w=$OUT/workers.tsv
+  [[ -s $OUT/rows.tsv ]] && r=$OUT/rows.tsv
+  [[ -n $w$r ]] || return 0
+  command -v gnuplot >/dev/null || return 0 # plot() said so
+  if timeout 60 gnuplot -e "wfile='$w'; rfile='$r'; outfile='$OUT/sweeps.png'" bench/plot-sweeps.gp 2>"$T/gnuplot.err"; then
+    say "plot: $OUT/sweeps.png (figures: ${w:+$w }$r)"
+  else
+    say "plot: gnuplot failed: $(head -c 300 "$T/gnuplot.err")"
+  fi
+}
+
 # ---------------------------------------------------------------- main
 
 # main_table: on the stack running, F S F S F ... at POOL_N workers, a
@@ -515,13 +694,26 @@ main_table() {
   plot
 }
 
+# has_sweep NAME: NAME is one of SWEEPS
+has_sweep() { [[ " $SWEEPS " == *" $1 "* ]]; }
+
 declare -A RSS_FLOOR RSS_FLOOR_REDIS RSS_SERVICE
 POOL_N=$NWORKERS
+MAIN_DEPLOY_SECS=''
+rm -f "$OUT/workers.tsv" "$OUT/rows.tsv" "$OUT/sweeps.png"
 say "make bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- cgi-src 2>/dev/null || echo ' (cgi-src modified)'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-say "  $ROWS orders, $NWORKERS workers, wrk -t2 --latency, ${SECS}s per case, connections: $CONNS; floors and service through the same nginx"
-stack_start "$ROWS"
-main_table
+say "  wrk -t2 --latency, connections: $CONNS; floors and service through the same nginx"
+((MAIN)) && say "  main table: $ROWS orders, $NWORKERS workers, ${SECS}s per case, $REPS repetitions"
+say "  sweeps: ${SWEEPS:-none}$([[ -n $SWEEPS ]] && echo ", ${SWEEP_SECS}s per case")"
+if ((MAIN)) || has_sweep workers; then
+  stack_start "$ROWS"
+  MAIN_DEPLOY_SECS=$DEPLOY_SECS
+fi
+((MAIN)) && main_table
+has_sweep workers && workers_sweep
+has_sweep rows && rows_sweep
+plot_sweeps
 say ""
-say "deploy with $ROWS orders: ${DEPLOY_SECS}s; whole run: $((SECONDS - STARTED))s; cases with errors: $ERRORS"
+say "$([[ -n $MAIN_DEPLOY_SECS ]] && echo "deploy with $ROWS orders: ${MAIN_DEPLOY_SECS}s; ")whole run: $((SECONDS - STARTED))s; cases with errors: $ERRORS"
 ((ERRORS == 0)) || exit 1
 exit 0
