@@ -2,7 +2,7 @@
  * The Redis layer. How long Redis may hold a worker, and when it is not
  * asked at all:
  *
- * One operation, one timeout. Each call of kv.h (kv_get, kv_lease, ...)
+ * One operation, one timeout. Each call of kv.h (kv_lease, kv_fill, ...)
  * has REDIS_TIMEOUT_MS in all for the network: the connect, the handshake
  * (AUTH, SELECT and the SCRIPT LOADs, pipelined: one round trip), its
  * command or two (EVALSHA, then EVAL on NOSCRIPT) and, when Redis had
@@ -68,7 +68,7 @@
 #define MAX_SCRIPT_ITEMS	16
 
 
-enum script { SCRIPT_GET, SCRIPT_LEASE, SCRIPT_PEEK, SCRIPT_FILL,
+enum script { SCRIPT_LEASE, SCRIPT_PEEK, SCRIPT_FILL,
 	SCRIPT_RELEASE, SCRIPT_INVALIDATE, NSCRIPTS };
 
 static const struct {
@@ -76,18 +76,11 @@ static const struct {
 	const char	*source;
 } scripts[NSCRIPTS] = {
 	/*
-	 * KEYS: entry. {value, ms to live} or nil: a hit and its remaining
-	 * ttl (for Cache-Control) in the one round trip of a GET.
-	 */
-	[SCRIPT_GET] = { "get",
-	    "local v = redis.call('GET', KEYS[1])\n"
-	    "if v then return {v, redis.call('PTTL', KEYS[1])} end\n"
-	    "return false\n" },
-	/*
-	 * KEYS: entry, generation, lock. ARGV: token, lock ms.
-	 * {1, value, ms to live} when the entry is there after all; else {2,
-	 * generation} with the lock taken for us, or {3, generation} when
-	 * another client holds it.
+	 * KEYS: entry, generation, lock. ARGV: token, lock ms. Every read
+	 * starts here: {1, value, ms to live} for a hit (the remaining ttl is
+	 * for Cache-Control), in one round trip; else {2, generation} with
+	 * the lock taken for us, or {3, generation} when another client holds
+	 * it: a miss costs no round trip more than its lease.
 	 */
 	[SCRIPT_LEASE] = { "lease",
 	    "local v = redis.call('GET', KEYS[1])\n"
@@ -682,25 +675,6 @@ take_hit(const redisReply *r, size_t first, struct buf *out,
 		return KV_DOWN;
 	*ttl_ms = ms->integer >= 0 ? ms->integer : -1;
 	return buf_append(out, v->str, v->len) == 0 ? KV_OK : KV_DOWN;
-}
-
-enum kv_status
-kv_get(struct kv *kv, const char *key, struct buf *out, long long *ttl_ms)
-{
-	const char *items[] = { key };
-	enum kv_status st;
-	redisReply *r;
-
-	if ((st = kv_eval(kv, SCRIPT_GET, 0, 1, 0, items, NULL, &r)) != KV_OK)
-		return st;
-	if (r->type == REDIS_REPLY_NIL)
-		st = KV_MISS;
-	else if (r->type == REDIS_REPLY_ARRAY)
-		st = take_hit(r, 0, out, ttl_ms);
-	else
-		st = KV_DOWN;	/* the entry is unusable */
-	freeReplyObject(r);
-	return st;
 }
 
 enum kv_status

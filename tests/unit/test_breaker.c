@@ -224,7 +224,7 @@ sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-/* kv_get on kv, with how long it took. */
+/* A read on kv (kv_peek), with how long it took. */
 static enum kv_status
 timed_get(struct kv *kv, double *ms)
 {
@@ -233,7 +233,7 @@ timed_get(struct kv *kv, double *ms)
 	long long ttl_ms;
 	double t0 = clock_ms();
 
-	st = kv_get(kv, "k", &out, &ttl_ms);
+	st = kv_peek(kv, "k", "lock:k", &out, &ttl_ms);
 	*ms = clock_ms() - t0;
 	buf_free(&out);
 	return st;
