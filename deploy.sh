@@ -380,7 +380,12 @@ write_env_file() {
 		"export STATE_DIR=$(sq "$STATE_DIR")")
 }
 
-local_db_url()    { printf 'postgresql://orders_app:%s@127.0.0.1:%s/orders' "$S_PG_PASSWORD" "$S_PG_PORT"; }
+# Loopback: no TLS and no GSSAPI to try first (each a refused attempt per
+# connect, and the libraries' pages in every worker's RSS).  An env file of
+# an older deploy.sh says the URL without them: still the local one.
+local_db_base()   { printf 'postgresql://orders_app:%s@127.0.0.1:%s/orders' "$S_PG_PASSWORD" "$S_PG_PORT"; }
+local_db_url()    { printf '%s?sslmode=disable&gssencmode=disable' "$(local_db_base)"; }
+is_local_db_url() { [[ $1 == "$(local_db_url)" || $1 == "$(local_db_base)" ]]; }
 # The service connects to the local Redis as user "orders" (see
 # redis_acl); "default", with its own password, is the administrator's:
 # REDIS_ADMIN_URL in the env file, for redis-cli.  Before that user
@@ -600,6 +605,9 @@ pg_load_local() {
 		\\i '$REPO/sql/data.sql'
 		COMMIT;
 		EOF
+		# The visibility map, at once rather than at autovacuum's leisure:
+		# counts by customer or date are index-only scans from the start.
+		psql_admin -d orders -qc 'VACUUM (ANALYZE) orders'
 		return 0
 	fi
 	# schema.sql is idempotent: a table from an earlier deploy gains what
@@ -1240,7 +1248,7 @@ resolve_settings() {
 	[[ $WORKERS =~ ^[1-9][0-9]*$ ]] && (( WORKERS >= 1 && WORKERS <= 256 )) || die "WORKERS must be 1..256: $WORKERS"
 
 	DATABASE_URL=${DATABASE_URL:-$F_DATABASE_URL}
-	if [[ -z $DATABASE_URL || ( -n $S_PG_PASSWORD && $DATABASE_URL == "$(local_db_url)" ) ]]; then
+	if [[ -z $DATABASE_URL ]] || { [[ -n $S_PG_PASSWORD ]] && is_local_db_url "$DATABASE_URL"; }; then
 		DB_MODE=local
 	else
 		DB_MODE=external
