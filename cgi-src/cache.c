@@ -115,8 +115,9 @@ wait_for_fill(struct cache *c, const struct entry_keys *k, struct buf *body,
 }
 
 /*
- * A read: the value (KV_OK, in body), else take the lease, or wait for
- * whoever has it; KV_LEASED / KV_BUSY when we are to load (t says with which generation, and whether we hold the lock),
+ * A miss: take the lease, or wait for whoever has it. KV_OK when the value
+ * came from the cache after all (in body), KV_LEASED / KV_BUSY when we are
+ * to load (t says with which generation, and whether we hold the lock),
  * KV_DOWN.
  */
 static enum kv_status
@@ -162,7 +163,9 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 		return LOAD_ERROR;
 	}
 	t0 = clock_ms();
-	ks = lease_or_wait(c, &k, body, &t, res, &ttl_ms);
+	ks = kv_get(c->kv, k.key, body, &ttl_ms);
+	if (ks == KV_MISS)
+		ks = lease_or_wait(c, &k, body, &t, res, &ttl_ms);
 	res->cache_ms = clock_ms() - t0;
 	if (ks == KV_OK) {
 		res->status = CACHE_HIT;

@@ -2,7 +2,7 @@
  * The Redis layer. How long Redis may hold a worker, and when it is not
  * asked at all:
  *
- * One operation, one timeout. Each call of kv.h (kv_lease, kv_fill, ...)
+ * One operation, one timeout. Each call of kv.h (kv_get, kv_lease, ...)
  * has REDIS_TIMEOUT_MS in all for the network: the connect, the handshake
  * (AUTH, SELECT and the SCRIPT LOADs, pipelined: one round trip), its
  * command or two (EVALSHA, then EVAL on NOSCRIPT) and, when Redis had
@@ -76,11 +76,10 @@ static const struct {
 	const char	*source;
 } scripts[NSCRIPTS] = {
 	/*
-	 * KEYS: entry, generation, lock. ARGV: token, lock ms. Every read
-	 * starts here: {1, value, ms to live} for a hit (the remaining ttl is
-	 * for Cache-Control), in one round trip; else {2, generation} with
-	 * the lock taken for us, or {3, generation} when another client holds
-	 * it: a miss costs no round trip more than its lease.
+	 * KEYS: entry, generation, lock. ARGV: token, lock ms.
+	 * {1, value, ms to live} when the entry is there after all; else {2,
+	 * generation} with the lock taken for us, or {3, generation} when
+	 * another client holds it.
 	 */
 	[SCRIPT_LEASE] = { "lease",
 	    "local v = redis.call('GET', KEYS[1])\n"
@@ -565,20 +564,51 @@ closed_by_peer(const redisContext *c)
 	    strstr(c->errstr, "pipe") != NULL));
 }
 
+/* One command of a round trip. */
+struct kv_cmd {
+	int		 argc;
+	const char	**argv;
+	const size_t	*lens;
+};
+
 /*
- * Runs a command within the operation's budget; NULL (the caller calls
- * kv_fail) on an I/O error or a timeout.
+ * Sends n commands at once and reads their n replies into r: one round
+ * trip. -1 (nothing in r) on an I/O error or a timeout.
  */
-static redisReply *
-kv_command(struct kv *kv, int argc, const char **argv, const size_t *lens)
+static int
+kv_exchange(struct kv *kv, int n, const struct kv_cmd *c, redisReply **r)
 {
-	redisReply *r;
+	int i, got;
+
+	for (i = 0; i < n; i++)
+		if (redisAppendCommandArgv(kv->ctx, c[i].argc, c[i].argv,
+		    c[i].lens) != REDIS_OK)
+			return -1;
+	for (got = 0; got < n; got++)
+		if (kv_budget(kv) == -1 ||
+		    redisGetReply(kv->ctx, (void **)&r[got]) != REDIS_OK)
+			break;
+	if (got == n)
+		return 0;
+	for (i = 0; i < got; i++)
+		freeReplyObject(r[i]);
+	return -1;
+}
+
+/*
+ * Runs n commands in one round trip within the operation's budget; -1
+ * (the caller calls kv_fail) on an I/O error or a timeout.
+ */
+static int
+kv_commands(struct kv *kv, int n, const struct kv_cmd *c, redisReply **r)
+{
 	char msg[128];
 
 	if (kv_budget(kv) == -1)
-		return NULL;
-	r = redisCommandArgv(kv->ctx, argc, argv, lens);
-	if (r == NULL && closed_by_peer(kv->ctx)) {
+		return -1;
+	if (kv_exchange(kv, n, c, r) == -1) {
+		if (!closed_by_peer(kv->ctx))
+			return -1;
 		/*
 		 * The connection died while idle (Redis restarted): one new
 		 * connection at once, in what is left of the budget, so the
@@ -587,13 +617,21 @@ kv_command(struct kv *kv, int argc, const char **argv, const size_t *lens)
 		log_info("redis: connection lost (%s), reconnecting",
 		    log_safe(msg, sizeof(msg), kv->ctx->errstr));
 		kv_disconnect(kv);
-		if (kv_connect(kv) == -1 || kv_budget(kv) == -1)
-			return NULL;
-		r = redisCommandArgv(kv->ctx, argc, argv, lens);
+		if (kv_connect(kv) == -1 || kv_budget(kv) == -1 ||
+		    kv_exchange(kv, n, c, r) == -1)
+			return -1;
 	}
-	if (r != NULL)
-		kv_answered(kv);
-	return r;
+	kv_answered(kv);
+	return 0;
+}
+
+static redisReply *
+kv_command(struct kv *kv, int argc, const char **argv, const size_t *lens)
+{
+	struct kv_cmd c = { argc, argv, lens };
+	redisReply *r;
+
+	return kv_commands(kv, 1, &c, &r) == 0 ? r : NULL;
 }
 
 /*
@@ -675,6 +713,41 @@ take_hit(const redisReply *r, size_t first, struct buf *out,
 		return KV_DOWN;
 	*ttl_ms = ms->integer >= 0 ? ms->integer : -1;
 	return buf_append(out, v->str, v->len) == 0 ? KV_OK : KV_DOWN;
+}
+
+/*
+ * GET and PTTL, pipelined: a hit's value and remaining ttl in one round
+ * trip, and no script to run, which costs Redis several times a GET's
+ * work. Not atomic, and need not be: an entry deleted or expired between
+ * the two has PTTL -2, and its hit then gets max-age 0.
+ */
+enum kv_status
+kv_get(struct kv *kv, const char *key, struct buf *out, long long *ttl_ms)
+{
+	const char *get[] = { "GET", key }, *pttl[] = { "PTTL", key };
+	const struct kv_cmd c[] = { { 2, get, NULL }, { 2, pttl, NULL } };
+	redisReply *r[2];
+	enum kv_status st = KV_DOWN;
+
+	if (kv_begin(kv, 0) == -1)
+		return KV_DOWN;
+	if (kv_commands(kv, 2, c, r) == -1)
+		return kv_fail(kv, "get");
+	if (r[0]->type == REDIS_REPLY_NIL)
+		st = KV_MISS;
+	else if (r[0]->type == REDIS_REPLY_STRING &&
+	    r[1]->type == REDIS_REPLY_INTEGER) {
+		*ttl_ms = r[1]->integer >= 0 ? r[1]->integer :
+		    r[1]->integer == -1 ? -1 : 0;
+		if (buf_append(out, r[0]->str, r[0]->len) == 0)
+			st = KV_OK;
+	} else {
+		kv_keep_error(kv, r[0]->type == REDIS_REPLY_ERROR ? r[0] : r[1]);
+		log_warn("redis: get: %s", kv->lapse);
+	}
+	freeReplyObject(r[0]);
+	freeReplyObject(r[1]);
+	return st;
 }
 
 enum kv_status
