@@ -94,8 +94,8 @@ deps:
 # (bench/floor.c, bench/floor-redis.c) and the service in alternation, then
 # the sweeps (BENCH_SWEEPS: pool sizes 1 to 8, and 100,000 to 10,000,000
 # orders, a stack each), stops everything and prints its tables
-# (bench/run-bench.sh; TSV and PNG in bench/out/). About 25 minutes;
-# BENCH_SWEEPS= make bench: the main table alone, 9. It prints, it asserts
+# (bench/run-bench.sh; TSV and PNG in bench/out/). About 20 minutes;
+# BENCH_SWEEPS= make bench: the main table alone, 8. It prints, it asserts
 # nothing about speed.
 .PHONY: bench bench-build
 bench-build: $(BUILD)/floor $(BUILD)/floor-redis

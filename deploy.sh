@@ -86,9 +86,10 @@ PKGS_RUNTIME=(build-essential pkg-config libfcgi-dev libpq-dev libhiredis-dev
 	redis-tools curl util-linux)
 # clang for make fuzz; libFuzzer and clang's sanitizer runtimes are in
 # libclang-rt-14-dev, only a recommend of clang's (skipped here).
-# chromium: the status page's test loads it in a headless browser.
+# chromium: the status page's test loads it in a headless browser (with a
+# font of its own: its recommends, which bring one, are skipped here).
 PKGS_TEST=(bats libcmocka-dev jq clang libclang-rt-14-dev wrk gnuplot-nox valgrind
-	chromium)
+	chromium fonts-liberation)
 
 # Bounded waits, in seconds.
 STOP_TIMEOUT=15         # a component's graceful stop, before SIGKILL

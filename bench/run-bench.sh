@@ -55,9 +55,9 @@
 # only when a case had errors (non-2xx answers, socket errors) or a stack
 # failed.
 #
-# At the defaults on the 2-core development machine, about 25 minutes: 9
-# for the main table, 8 for the workers sweep, 6 for the rows sweep (of
-# which some 3 to load 10,000,000 orders).
+# At the defaults on the 2-core development machine, about 20 minutes: 8
+# for the main table, 7 for the workers sweep, 4 for the rows sweep (of
+# which some 2 to load 10,000,000 orders).
 #
 # Settings (environment):
 #   BENCH_ROWS (1000000)  orders loaded (ORDERS_ROWS of deploy.sh)
@@ -669,7 +669,7 @@ main_table() {
   say "Postgres transactions per request: pg_stat_database xact_commit + xact_rollback of the database,"
   say "all sessions (this count's own psql, autovacuum; an idle window of the same length counted $idle):"
   say "an upper bound for statements run alone, so 0 means no statement; a read runs one statement, alone;"
-  say "a POST's INSERT notifies the invalidator, whose LISTEN session takes a transaction to read them"
+  say "a POST is its INSERT alone (the service's own writes are not announced to the invalidator)"
   for spec in "count-hit|static.lua|/orders/count?customerid=42" "id-hit|static.lua|/orders/$HIT_ID" \
     "miss|miss.lua|/" "post|post.lua|/"; do
     IFS='|' read -r name script path <<<"$spec"
