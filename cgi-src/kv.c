@@ -728,6 +728,7 @@ kv_get(struct kv *kv, const char *key, struct buf *out, long long *ttl_ms)
 	const struct kv_cmd c[] = { { 2, get, NULL }, { 2, pttl, NULL } };
 	redisReply *r[2];
 	enum kv_status st = KV_DOWN;
+	char msg[128];
 
 	if (kv_begin(kv, 0) == -1)
 		return KV_DOWN;
@@ -743,7 +744,8 @@ kv_get(struct kv *kv, const char *key, struct buf *out, long long *ttl_ms)
 			st = KV_OK;
 	} else {
 		kv_keep_error(kv, r[0]->type == REDIS_REPLY_ERROR ? r[0] : r[1]);
-		log_warn("redis: get: %s", kv->lapse);
+		log_warn("redis: get: %s", log_safe(msg, sizeof(msg),
+		    kv->lapse));
 	}
 	freeReplyObject(r[0]);
 	freeReplyObject(r[1]);
