@@ -19,6 +19,9 @@ struct db {
 	PGconn		*conn;		/* NULL while disconnected */
 	int		 timed_out;	/* the last statement hit its deadline */
 	unsigned	 prepared;	/* bit i: prepared[i] is, on conn */
+	int		 sent;		/* the statement in hand went out */
+	int		 write_unknown;	/* the last write went out and its
+					   outcome never came back */
 };
 
 static const char SQL_COUNT[] =
@@ -281,6 +284,7 @@ db_exec_once(struct db *db, const char *sql, int nparams,
 
 	*out = NULL;
 	db->timed_out = 0;
+	db->sent = 0;
 	if (db_ensure(db) == -1)
 		return DB_UNAVAILABLE;
 	if (!db_send(db, sql, nparams, params, &res)) {
@@ -291,9 +295,11 @@ db_exec_once(struct db *db, const char *sql, int nparams,
 		}
 		return DB_UNAVAILABLE;
 	}
-	if (res == NULL)	/* else the preparation failed: res says why */
+	if (res == NULL) {	/* else the preparation failed: res says why */
+		db->sent = 1;
 		res = db_wait_result(db, (int64_t)clock_ms() +
 		    db->timeout_ms + 1000);
+	}
 	if (res == NULL)
 		return DB_UNAVAILABLE;
 	if (PQresultStatus(res) != want) {
@@ -342,6 +348,8 @@ db_exec(struct db *db, enum exec_kind kind, const char *sql, int nparams,
 	if (st == DB_UNAVAILABLE && kind == EXEC_READ && was_connected &&
 	    db->conn == NULL && !db->timed_out)
 		st = db_exec_once(db, sql, nparams, params, want, out);
+	if (kind == EXEC_WRITE)
+		db->write_unknown = st == DB_UNAVAILABLE && db->sent;
 	return st;
 }
 
@@ -509,6 +517,12 @@ db_delete_order(struct db *db, int32_t orderid)
 	st = strcmp(PQcmdTuples(res), "0") == 0 ? DB_NOTFOUND : DB_OK;
 	PQclear(res);
 	return st;
+}
+
+int
+db_write_unknown(const struct db *db)
+{
+	return db->write_unknown;
 }
 
 /* A repeated announcement costs one more invalidation: it may be retried. */

@@ -45,6 +45,13 @@ enum db_status db_insert_order_keyed(struct db *db, const struct new_order *o,
     const char *key, struct order_row *out, int *created);
 enum db_status db_delete_order(struct db *db, int32_t orderid);
 /*
+ * Whether the last write that answered DB_UNAVAILABLE had gone out: then
+ * it may have committed. One that never reached Postgres (no connection)
+ * did not.
+ */
+int db_write_unknown(const struct db *db);
+
+/*
  * Announces a write of ours to the invalidator, as sql/triggers.sql does
  * for others' writes: payload is an orderid, or "*" (anything).
  */

@@ -282,8 +282,8 @@ handle_create_order(struct exchange *x)
 	x->resp->db_ms += clock_ms() - t0;
 	if (st == DB_OK && created)
 		settle_write(x, row.orderid);
-	else if (st == DB_UNAVAILABLE)	/* it may have committed */
-		settle_write(x, INFLIGHT_INSERT);
+	else if (st == DB_UNAVAILABLE && db_write_unknown(x->app->db))
+		settle_write(x, INFLIGHT_INSERT);	/* it may have committed */
 	inflight_end();
 	if (st != DB_OK) {
 		answer_failure(x, from_db_status(st));
@@ -307,7 +307,8 @@ handle_delete_order(struct exchange *x)
 	inflight_begin(x->id);
 	st = db_delete_order(x->app->db, x->id);
 	x->resp->db_ms += clock_ms() - t0;
-	if (st == DB_OK || st == DB_UNAVAILABLE)	/* the latter: it may have */
+	if (st == DB_OK || (st == DB_UNAVAILABLE &&
+	    db_write_unknown(x->app->db)))	/* the latter: it may have */
 		settle_write(x, x->id);
 	inflight_end();
 	if (st != DB_OK) {

@@ -88,6 +88,26 @@ teardown_file() {
   assert_json '.count == 3'
 }
 
+# A write that never reached Postgres cannot have committed: it must not
+# invalidate (else each failed POST of an outage would empty the cache that
+# is serving the reads meanwhile).
+@test "postgres down: POSTs and DELETEs that never reached it invalidate nothing; the cached count is still a HIT" {
+  key=$(ckey "count:customerid=$PG_C_CACHED")
+  rcli SET "$key" '{"count": 3}' EX 60 >/dev/null
+  g0=$(rcli GET "$(ckey gen:count)")
+  for i in $(seq 1 $((2 * WORKERS))); do
+    post_json "{\"customerid\": $PG_C_POST, \"netamount\": 1, \"tax\": 0}"
+    assert_error_json 503
+    req DELETE "/orders/$PG_ID"
+    assert_error_json 503
+  done
+  assert_eq "$(ckey gen:count) after writes that never reached Postgres" "$g0" "$(rcli GET "$(ckey gen:count)")"
+  req GET "/orders/count?customerid=$PG_C_CACHED"
+  assert_status 200
+  assert_cache HIT
+  assert_json '.count == 3'
+}
+
 @test "postgres down: bad requests still get their 4xx, not 503" {
   req GET "/orders/count?foo=1"
   assert_error_json 400
