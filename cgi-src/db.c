@@ -166,6 +166,13 @@ lost:
 	return NULL;
 }
 
+/* The answer to what was just sent, within statement_timeout and 1 s. */
+static PGresult *
+db_answer(struct db *db)
+{
+	return db_wait_result(db, (int64_t)clock_ms() + db->timeout_ms + 1000);
+}
+
 static int
 db_connect(struct db *db)
 {
@@ -195,7 +202,7 @@ db_connect(struct db *db)
 	    "SELECT set_config('statement_timeout', $1, false)", 1, NULL,
 	    param, NULL, NULL, 0))
 		goto fail;
-	res = db_wait_result(db, (int64_t)clock_ms() + db->timeout_ms + 1000);
+	res = db_answer(db);
 	if (res == NULL)
 		return -1;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -260,9 +267,7 @@ db_send(struct db *db, const char *sql, int nparams,
 	if (!(db->prepared & (1u << i))) {
 		if (!PQsendPrepare(db->conn, name, sql, nparams, NULL))
 			return 0;
-		res = db_wait_result(db, (int64_t)clock_ms() +
-		    db->timeout_ms + 1000);
-		if (res == NULL)
+		if ((res = db_answer(db)) == NULL)
 			return 0;
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			*failed = res;
@@ -297,8 +302,7 @@ db_exec_once(struct db *db, const char *sql, int nparams,
 	}
 	if (res == NULL) {	/* else the preparation failed: res says why */
 		db->sent = 1;
-		res = db_wait_result(db, (int64_t)clock_ms() +
-		    db->timeout_ms + 1000);
+		res = db_answer(db);
 	}
 	if (res == NULL)
 		return DB_UNAVAILABLE;
