@@ -16,9 +16,11 @@
 #   ./deploy.sh restart              rolling restart (after a rebuild, say):
 #                                    a new pool, dropping no request, then the
 #                                    invalidator
-#   ./deploy.sh deps [--check] [--test]
+#   ./deploy.sh deps [--check] [--test] [--bench]
 #                                    install (--check: only list) the Debian
-#                                    packages; --test adds the test tools
+#                                    packages; --test adds the test tools,
+#                                    --bench what make bench runs besides
+#                                    them (the tutorial's Python app)
 #
 # Configuration, from the environment (API.md):
 #   DATABASE_URL  REDIS_URL   default: the local servers this script starts
@@ -90,6 +92,9 @@ PKGS_RUNTIME=(build-essential pkg-config libfcgi-dev libpq-dev libhiredis-dev
 # font of its own: its recommends, which bring one, are skipped here).
 PKGS_TEST=(bats libcmocka-dev jq clang libclang-rt-14-dev wrk gnuplot-nox valgrind
 	chromium fonts-liberation)
+# make bench measures the tutorial's own app (FastAPI, psycopg2, redis-py)
+# beside the service: Debian's packages of it, never PyPI.
+PKGS_BENCH=(python3-fastapi python3-uvicorn python3-psycopg2 python3-redis)
 
 # Bounded waits, in seconds.
 STOP_TIMEOUT=15         # a component's graceful stop, before SIGKILL
@@ -238,16 +243,18 @@ missing_pkgs() {
 }
 
 cmd_deps() {
-	local check=0 test=0 arg missing added_policy=0
+	local check=0 test=0 bench=0 arg missing added_policy=0
 	for arg; do
 		case $arg in
 		--check) check=1 ;;
 		--test)  test=1 ;;
-		*) die "deps: unknown option $arg (use --check, --test)" ;;
+		--bench) bench=1 ;;
+		*) die "deps: unknown option $arg (use --check, --test, --bench)" ;;
 		esac
 	done
 	local want=("${PKGS_RUNTIME[@]}")
-	(( test )) && want+=("${PKGS_TEST[@]}")
+	(( test || bench )) && want+=("${PKGS_TEST[@]}")
+	(( bench )) && want+=("${PKGS_BENCH[@]}")
 	mapfile -t missing < <(missing_pkgs "${want[@]}")
 	if (( ${#missing[@]} == 0 )); then
 		(( check )) && msg "deps: nothing missing"
