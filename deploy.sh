@@ -29,7 +29,8 @@
 #   ORDERS_ROWS (12000)   rows generated on first deploy
 #   WORKER_BIN            the FastCGI program (default build/orders-worker)
 #   INVALIDATOR_BIN       the invalidator (default build/orders-invalidator)
-#   LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS TZ PG*: passed
+#   LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS TZ PG*
+#   REDIS_SENTINELS REDIS_MASTER_NAME: passed
 #                         on to the workers when set (and ORDERS_TEST_HOOKS, tests
 #                         only; ASAN_OPTIONS UBSAN_OPTIONS, for a sanitizer build)
 # Each setting is taken from the environment, else from STATE_DIR/env (what
@@ -854,6 +855,7 @@ pool_pid() {
 # are kept in STATE_DIR/worker.env (0600) when a pool starts, so that the
 # pools "scale" starts later get the same.
 WORKER_PASSTHROUGH=(LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS ORDERS_TEST_HOOKS TZ
+	REDIS_SENTINELS REDIS_MASTER_NAME
 	ASAN_OPTIONS UBSAN_OPTIONS)
 
 # worker_extra_from_env: POOL_EXTRA from our environment, saved.
