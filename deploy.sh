@@ -8,6 +8,13 @@
 #                                    Redis, the worker pool, the invalidator
 #                                    and nginx; running it again only starts
 #                                    what is not running
+#   ./deploy.sh worker               a worker host of a several-machine
+#                                    deployment: only the pool (listening on
+#                                    WORKER_LISTEN, TCP) and the invalidator,
+#                                    against the shared DATABASE_URL and
+#                                    REDIS_URL (both required)
+#   ./deploy.sh edge                 the edge: only nginx, on LISTEN_ADDR:PORT,
+#                                    spreading requests over WORKER_HOSTS
 #   ./deploy.sh stop                 stop what this script started
 #   ./deploy.sh status               "NAME PID STATE" per component; exit 0
 #                                    when everything expected is running
@@ -29,6 +36,14 @@
 #   ORDERS_ROWS (12000)   rows generated on first deploy
 #   WORKER_BIN            the FastCGI program (default build/orders-worker)
 #   INVALIDATOR_BIN       the invalidator (default build/orders-invalidator)
+#   worker:  WORKER_LISTEN (127.0.0.1:9000)  the pool's TCP address:port
+#            EDGE_ADDRS (127.0.0.1)  the edges' IPv4 addresses, comma-separated:
+#                         the only peers the workers take a request from
+#   edge:    WORKER_HOSTS  the worker hosts' address:port, space- or
+#                         comma-separated (required)
+#            LISTEN_ADDR (127.0.0.1)  nginx's address (PORT is its port)
+#            UPSTREAM_MAX_FAILS (2) UPSTREAM_FAIL_TIMEOUT (5)  a worker host
+#                         failing that often is left alone that many seconds
 #   LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS TZ PG*
 #   REDIS_SENTINELS REDIS_MASTER_NAME: passed
 #                         on to the workers when set (and ORDERS_TEST_HOOKS, tests
@@ -86,7 +101,7 @@ unset fd self
 PKGS_RUNTIME=(build-essential pkg-config libfcgi-dev libpq-dev libhiredis-dev
 	libjson-c-dev "nginx-light|nginx-full|nginx-extras|nginx-core|nginx"
 	spawn-fcgi multiwatch postgresql postgresql-client redis-server
-	redis-tools curl util-linux)
+	redis-tools curl util-linux iproute2)
 # clang for make fuzz; libFuzzer and clang's sanitizer runtimes are in
 # libclang-rt-14-dev, only a recommend of clang's (skipped here).
 # chromium: the status page's test loads it in a headless browser (with a
@@ -343,26 +358,29 @@ lock_state() {
 # run used).  Neither file is sourced into this shell: the environment's
 # values must stay visible beside them.
 load_state() {
-	S_DB_MODE='' S_REDIS_MODE='' S_PG_PORT='' S_PG_PASSWORD=''
+	S_ROLE='' S_DB_MODE='' S_REDIS_MODE='' S_PG_PORT='' S_PG_PASSWORD=''
 	S_REDIS_PORT='' S_REDIS_PASSWORD='' S_REDIS_APP_PASSWORD=''
 	local k v
 	if [[ -r $STATE_FILE ]]; then
 		while IFS='=' read -r k v; do
 			case $k in
-			DB_MODE|REDIS_MODE|PG_PORT|PG_PASSWORD|REDIS_PORT|REDIS_PASSWORD|REDIS_APP_PASSWORD)
+			ROLE|DB_MODE|REDIS_MODE|PG_PORT|PG_PASSWORD|REDIS_PORT|REDIS_PASSWORD|REDIS_APP_PASSWORD)
 				printf -v "S_$k" '%s' "$v" ;;
 			esac
 		done <"$STATE_FILE"
 	fi
-	F_DATABASE_URL='' F_REDIS_URL='' F_PORT='' F_CACHE_TTL='' F_CACHE_PREFIX=''
+	local vars=(DATABASE_URL REDIS_URL PORT CACHE_TTL CACHE_PREFIX
+		WORKER_LISTEN EDGE_ADDRS WORKER_HOSTS LISTEN_ADDR
+		UPSTREAM_MAX_FAILS UPSTREAM_FAIL_TIMEOUT)
+	for v in "${vars[@]}"; do printf -v "F_$v" '%s' ''; done
 	if [[ -r $ENV_FILE ]]; then
 		# Sourced in a subshell that starts without those variables, and
 		# printed back quoted.
 		eval "$(
-			unset DATABASE_URL REDIS_URL PORT CACHE_TTL CACHE_PREFIX
+			unset "${vars[@]}"
 			# shellcheck disable=SC1090
 			. "$ENV_FILE" >/dev/null 2>&1
-			for v in DATABASE_URL REDIS_URL PORT CACHE_TTL CACHE_PREFIX; do
+			for v in "${vars[@]}"; do
 				printf 'F_%s=%q\n' "$v" "${!v-}"
 			done
 		)"
@@ -371,7 +389,7 @@ load_state() {
 
 save_state() {
 	(umask 077; write_file "$STATE_FILE" \
-		"DB_MODE=$S_DB_MODE" "REDIS_MODE=$S_REDIS_MODE" \
+		"ROLE=$S_ROLE" "DB_MODE=$S_DB_MODE" "REDIS_MODE=$S_REDIS_MODE" \
 		"PG_PORT=$S_PG_PORT" "PG_PASSWORD=$S_PG_PASSWORD" \
 		"REDIS_PORT=$S_REDIS_PORT" "REDIS_PASSWORD=$S_REDIS_PASSWORD" \
 		"REDIS_APP_PASSWORD=$S_REDIS_APP_PASSWORD")
@@ -386,6 +404,12 @@ write_env_file() {
 		"export PORT=$PORT" \
 		"export CACHE_TTL=$CACHE_TTL" \
 		"export CACHE_PREFIX=$(sq "$CACHE_PREFIX")" \
+		${WORKER_LISTEN:+"export WORKER_LISTEN=$(sq "$WORKER_LISTEN")"} \
+		${EDGE_ADDRS:+"export EDGE_ADDRS=$(sq "$EDGE_ADDRS")"} \
+		${WORKER_HOSTS:+"export WORKER_HOSTS=$(sq "$WORKER_HOSTS")"} \
+		${LISTEN_ADDR:+"export LISTEN_ADDR=$(sq "$LISTEN_ADDR")"} \
+		${UPSTREAM_MAX_FAILS:+"export UPSTREAM_MAX_FAILS=$UPSTREAM_MAX_FAILS"} \
+		${UPSTREAM_FAIL_TIMEOUT:+"export UPSTREAM_FAIL_TIMEOUT=$UPSTREAM_FAIL_TIMEOUT"} \
 		"export STATE_DIR=$(sq "$STATE_DIR")")
 }
 
@@ -650,6 +674,17 @@ pg_triggers_local() {
 # that, the service still runs; only writes made behind its back stay
 # cached until their TTL, as they did before the invalidator.
 pg_triggers_external() {
+	local n
+	# A worker host's role is usually the service's least-privileged one,
+	# which cannot (re)create them: their being there is enough.
+	if [[ $ROLE == worker ]]; then
+		n=$(psql -X -q -tA "$DATABASE_URL" -c "SELECT count(*) FROM pg_trigger
+			WHERE tgrelid = 'orders'::regclass AND tgname LIKE 'orders_changed_%'" 2>/dev/null) || n=0
+		if (( n == 4 )); then
+			msg "postgres (external): the triggers of sql/triggers.sql are there"
+			return 0
+		fi
+	fi
 	if ! PGOPTIONS='-c client_min_messages=warning' \
 		psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -f "$REPO/sql/triggers.sql"; then
 		warn "postgres (external): cannot apply sql/triggers.sql as DATABASE_URL's user;"
@@ -668,11 +703,17 @@ pg_load_external() {
 		die "cannot reach DATABASE_URL (external); is it right and the server up?"
 	[[ $has == f ]] || return 0
 	msg "postgres (external): loading schema and $ORDERS_ROWS orders"
+	# Worker hosts may start together: the first to take the lock loads,
+	# the others find the table there once it has committed.
 	psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -f - <<-EOF
 	\\set rows $ORDERS_ROWS
 	BEGIN;
+	SELECT pg_advisory_xact_lock(hashtext('orders: schema')) \\gset
+	SELECT to_regclass('orders') IS NULL AS fresh \\gset
+	\\if :fresh
 	\\i '$REPO/sql/schema.sql'
 	\\i '$REPO/sql/data.sql'
+	\\endif
 	COMMIT;
 	EOF
 }
@@ -885,6 +926,10 @@ pool_env() {
 		"CACHE_TTL=$CACHE_TTL" "CACHE_PREFIX=$CACHE_PREFIX"
 		"METRICS_FILE=$RUN_DIR/metrics"
 		${POOL_EXTRA[@]+"${POOL_EXTRA[@]}"})
+	# A worker host takes requests from its edges alone: libfcgi closes
+	# a TCP connection from any other address before reading it.
+	[[ $ROLE == worker ]] && POOL_ENV+=("FCGI_WEB_SERVER_ADDRS=$EDGE_ADDRS")
+	return 0
 }
 
 # exec_path BIN: BIN, or a copy in RUN_DIR when www-data cannot reach it (a
@@ -926,8 +971,22 @@ metrics_file() {
 	chmod 0600 -- "$f"
 }
 
-# pool_start GEN N: start a pool of N workers on fcgi.GEN.sock; returns once
-# all N workers run.
+# pool_listening SOCK: the pool's socket is there: SOCK, or on a worker
+# host its TCP address listening.
+pool_listening() {
+	if [[ $ROLE == worker ]]; then
+		if command -v ss >/dev/null; then
+			[[ -n $(ss -ltnH "src $WORKER_LISTEN" 2>/dev/null) ]]
+		else
+			(exec 3<>"/dev/tcp/${WORKER_LISTEN%:*}/${WORKER_LISTEN##*:}") 2>/dev/null
+		fi
+	else
+		[[ -S $1 ]]
+	fi
+}
+
+# pool_start GEN N: start a pool of N workers on fcgi.GEN.sock (on a worker
+# host: on WORKER_LISTEN, TCP); returns once all N workers run.
 pool_start() {
 	local gen=$1 n=$2 sock bin pid deadline kids opts
 	sock=$(pool_sock "$gen")
@@ -936,7 +995,14 @@ pool_start() {
 	rm -f -- "$sock"
 	bin=$(exec_path "$WORKER_BIN")
 	metrics_file
-	opts=(-n -s "$sock" -M 0600 -d "$RUN_DIR")
+	if [[ $ROLE == worker ]]; then
+		# spawn-fcgi binds the address itself (SO_REUSEADDR, no
+		# SO_REUSEPORT: one pool at a time holds it).
+		opts=(-n -a "${WORKER_LISTEN%:*}" -p "${WORKER_LISTEN##*:}" -d "$RUN_DIR")
+		sock="tcp:$WORKER_LISTEN"
+	else
+		opts=(-n -s "$sock" -M 0600 -d "$RUN_DIR")
+	fi
 	(( IS_ROOT )) && opts+=(-U www-data -G www-data -u www-data -g www-data)
 	pool_env
 	# setsid: own session, so nothing aimed at our terminal reaches the
@@ -957,7 +1023,7 @@ pool_start() {
 	write_file "$RUN_DIR/pool.$gen.pid" "$pid"
 	deadline=$(( SECONDS + START_TIMEOUT ))
 	while (( SECONDS < deadline )); do
-		if proc_alive "$pid" multiwatch && [[ -S $sock ]]; then
+		if proc_alive "$pid" multiwatch && pool_listening "$sock"; then
 			kids=$(proc_children "$pid" | wc -l)
 			(( kids == n )) && break
 		fi
@@ -967,7 +1033,7 @@ pool_start() {
 		fi
 		sleep 0.1
 	done
-	if ! proc_alive "$pid" multiwatch || [[ ! -S $sock ]] || (( $(proc_children "$pid" | wc -l) != n )); then
+	if ! proc_alive "$pid" multiwatch || ! pool_listening "$sock" || (( $(proc_children "$pid" | wc -l) != n )); then
 		tail -n 20 "$LOG_DIR/workers.log" >&2 || true
 		pool_retire "$gen"
 		die "the worker pool did not come up with $n workers (log: $LOG_DIR/workers.log)"
@@ -1102,12 +1168,27 @@ nginx_pid() {
 
 nginx_cmd() { nginx -p "$NGINX_DIR/" -c "$NGINX_CONF" -e "$LOG_DIR/nginx-error.log" "$@"; }
 
+# nginx_upstream SOCK: the upstream block of nginx/orders.conf.in, on one
+# line: the local pool's socket SOCK, or on an edge the worker hosts.
+nginx_upstream() {
+	local h line='upstream orders_pool {'
+	if [[ $ROLE == edge ]]; then
+		line+=' least_conn;'
+		for h in $WORKER_HOSTS; do
+			line+=" server $h max_fails=$UPSTREAM_MAX_FAILS fail_timeout=${UPSTREAM_FAIL_TIMEOUT}s;"
+		done
+	else
+		line+=" server unix:$1;"
+	fi
+	printf '%s }' "$line"
+}
+
 # nginx_conf_text SOCK: the template, filled in.
 nginx_conf_text() {
 	local user_line=''
 	(( IS_ROOT )) && user_line='user www-data;'
-	sed -e "s|@PORT@|$PORT|g" \
-		-e "s|@FCGI_SOCKET@|$1|g" \
+	sed -e "s|@LISTEN@|$LISTEN_ADDR:$PORT|g" \
+		-e "s|@UPSTREAM@|$(nginx_upstream "$1")|g" \
 		-e "s|@RUN_DIR@|$RUN_DIR|g" \
 		-e "s|@LOG_DIR@|$LOG_DIR|g" \
 		-e "s|@USER_LINE@|$user_line|g" \
@@ -1175,7 +1256,7 @@ nginx_start() {
 	fi
 	deadline=$(( SECONDS + START_TIMEOUT ))
 	while (( SECONDS < deadline )); do
-		pid=$(nginx_pid) && port_in_use "$PORT" && break
+		pid=$(nginx_pid) && (exec 3<>"/dev/tcp/$LISTEN_ADDR/$PORT") 2>/dev/null && break
 		sleep 0.1
 	done
 	pid=$(nginx_pid) || die "nginx: no live master after ${START_TIMEOUT}s (log: $LOG_DIR/nginx-error.log)"
@@ -1271,6 +1352,57 @@ resolve_settings() {
 	fi
 }
 
+# resolve_role: ROLE, the part of a deployment this STATE_DIR runs: the one
+# asked for (worker, edge; "" for up), else the one it was deployed as,
+# else all (everything on this machine).  A STATE_DIR keeps its role.
+resolve_role() {
+	local asked=$1
+	ROLE=${asked:-${S_ROLE:-all}}
+	[[ -z $S_ROLE || $S_ROLE == "$ROLE" ]] ||
+		die "$STATE_DIR runs the $S_ROLE role, not $ROLE: use another STATE_DIR (or ./deploy.sh stop and remove it)"
+}
+
+# IPv4 address, and address:port (a host name is fine where nginx resolves it).
+IPV4_RE='^([0-9]{1,3}\.){3}[0-9]{1,3}$'
+HOSTPORT_RE='^[A-Za-z0-9.-]+:[1-9][0-9]{0,4}$'
+
+# resolve_role_settings: the settings only a role has (usage, above),
+# from the environment, else the env file, else the default; checked.
+resolve_role_settings() {
+	local h a hosts=()
+	LISTEN_ADDR=${LISTEN_ADDR:-${F_LISTEN_ADDR:-127.0.0.1}}
+	[[ $LISTEN_ADDR =~ $IPV4_RE ]] || die "LISTEN_ADDR must be an IPv4 address: $LISTEN_ADDR"
+	case $ROLE in
+	worker)
+		[[ $DB_MODE == external && $REDIS_MODE == external ]] ||
+			die "worker: DATABASE_URL and REDIS_URL must name the deployment's shared Postgres and Redis"
+		WORKER_LISTEN=${WORKER_LISTEN:-${F_WORKER_LISTEN:-127.0.0.1:9000}}
+		[[ ${WORKER_LISTEN%:*} =~ $IPV4_RE && $WORKER_LISTEN =~ $HOSTPORT_RE ]] ||
+			die "WORKER_LISTEN must be IPv4-address:port: $WORKER_LISTEN"
+		EDGE_ADDRS=${EDGE_ADDRS:-${F_EDGE_ADDRS:-127.0.0.1}}
+		for a in ${EDGE_ADDRS//,/ }; do
+			[[ $a =~ $IPV4_RE ]] || die "EDGE_ADDRS: not an IPv4 address: $a"
+		done
+		;;
+	edge)
+		WORKER_HOSTS=${WORKER_HOSTS:-$F_WORKER_HOSTS}
+		for h in ${WORKER_HOSTS//,/ }; do
+			[[ $h =~ $HOSTPORT_RE ]] || die "WORKER_HOSTS: not host:port: $h"
+			hosts+=("$h")
+		done
+		(( ${#hosts[@]} > 0 )) || die "edge: WORKER_HOSTS must name the worker hosts (address:port ...)"
+		WORKER_HOSTS=${hosts[*]}
+		UPSTREAM_MAX_FAILS=${UPSTREAM_MAX_FAILS:-${F_UPSTREAM_MAX_FAILS:-2}}
+		UPSTREAM_FAIL_TIMEOUT=${UPSTREAM_FAIL_TIMEOUT:-${F_UPSTREAM_FAIL_TIMEOUT:-5}}
+		[[ $UPSTREAM_MAX_FAILS =~ ^[1-9][0-9]{0,2}$ ]] || die "UPSTREAM_MAX_FAILS must be 1..999: $UPSTREAM_MAX_FAILS"
+		[[ $UPSTREAM_FAIL_TIMEOUT =~ ^[1-9][0-9]{0,3}$ ]] || die "UPSTREAM_FAIL_TIMEOUT must be seconds, 1..9999: $UPSTREAM_FAIL_TIMEOUT"
+		;;
+	esac
+	# What the role does not use is not kept in the env file.
+	[[ $ROLE == worker ]] || WORKER_LISTEN='' EDGE_ADDRS=''
+	[[ $ROLE == edge ]] || WORKER_HOSTS='' UPSTREAM_MAX_FAILS='' UPSTREAM_FAIL_TIMEOUT=''
+}
+
 # ensure_local_credentials: ports and passwords for the local servers,
 # made once (the caller saves them in deploy.state).
 ensure_local_credentials() {
@@ -1336,20 +1468,65 @@ build() {
 	[[ -x $INVALIDATOR_BIN ]] || die "no executable invalidator at $INVALIDATOR_BIN"
 }
 
+# cmd_up [ROLE]: ./deploy.sh (all), ./deploy.sh worker, ./deploy.sh edge.
 cmd_up() {
-	local pid gen new_gen cur_workers
+	local pid new_gen=''
 	cmd_deps
 	setup_paths 1
 	mkdir -p "$LOG_DIR"
 	lock_state
 	load_state
+	resolve_role "${1-}"
 	resolve_settings
-	build
+	resolve_role_settings
+	[[ $ROLE == edge ]] || build
 	setup_run_dir 1
-	ensure_local_credentials
+	if [[ $ROLE == edge ]]; then
+		# nginx alone: no Postgres, Redis or pool of its own
+		DB_MODE=none REDIS_MODE=none DATABASE_URL='' REDIS_URL='' REDIS_ADMIN_URL=''
+		S_DB_MODE=none S_REDIS_MODE=none
+	else
+		ensure_local_credentials
+	fi
+	S_ROLE=$ROLE
 	refuse_running_changes
 	save_state
 
+	if [[ $ROLE == edge ]]; then
+		write_env_file
+	else
+		up_backend
+	fi
+	if [[ $ROLE == worker ]]; then
+		print_summary
+		return 0
+	fi
+
+	# nginx: start it, or point the running one at a new pool.
+	if pid=$(nginx_pid); then
+		if [[ -n $new_gen ]]; then
+			point_nginx_at "$new_gen"
+			msg "nginx: running (pid $pid), now on pool generation $new_gen"
+		else
+			msg "nginx: running (pid $pid)"
+			nginx_refresh || warn "nginx: kept its running configuration (nginx -t refused the new one)"
+		fi
+	else
+		[[ $ROLE == edge ]] || pool_switch "${new_gen:-$(pool_gen)}"
+		nginx_render "$(pool_link)" || die "not starting nginx"
+		nginx_start
+	fi
+	# Pools of other generations (an interrupted scale) serve nobody now.
+	[[ $ROLE == edge ]] || pool_retire_all "$(pool_gen)"
+
+	print_summary
+}
+
+# up_backend: Postgres and Redis (local ones started, external ones
+# checked), the pool and the invalidator; sets new_gen (cmd_up's) when it
+# started a new pool generation.
+up_backend() {
+	local pid gen cur_workers
 	if [[ $DB_MODE == local ]]; then
 		setup_pg_paths 1
 		pg_init
@@ -1385,29 +1562,39 @@ cmd_up() {
 		write_file "$STATE_DIR/workers" "$WORKERS"
 	fi
 	invalidator_start
-
-	# nginx: start it, or point the running one at a new pool.
-	if pid=$(nginx_pid); then
-		if [[ -n $new_gen ]]; then
-			point_nginx_at "$new_gen"
-			msg "nginx: running (pid $pid), now on pool generation $new_gen"
-		else
-			msg "nginx: running (pid $pid)"
-			nginx_refresh || warn "nginx: kept its running configuration (nginx -t refused the new one)"
-		fi
-	else
-		pool_switch "${new_gen:-$(pool_gen)}"
-		nginx_render "$(pool_link)" || die "not starting nginx"
-		nginx_start
+	# A worker host has no nginx to switch: its pool is the current one.
+	if [[ $ROLE == worker && -n $new_gen ]]; then
+		write_file "$STATE_DIR/pool.gen" "$new_gen"
+		pool_retire_all "$new_gen"
 	fi
-	# Pools of other generations (an interrupted scale) serve nobody now.
-	pool_retire_all "$(pool_gen)"
-
-	print_summary
 }
 
 print_summary() {
-	local url=http://127.0.0.1:$PORT
+	local url=http://$LISTEN_ADDR:$PORT
+	if [[ $ROLE == worker ]]; then
+		cat <<-EOF
+
+		orders worker host: FastCGI on $WORKER_LISTEN, for the edges at $EDGE_ADDRS
+
+		  on the edge: WORKER_HOSTS="$WORKER_LISTEN ..." ./deploy.sh edge
+		  . $ENV_FILE        # DATABASE_URL, REDIS_URL, ... in your shell
+		  ./deploy.sh status | ./deploy.sh scale N | ./deploy.sh stop
+		  logs: $LOG_DIR/
+		EOF
+		return 0
+	fi
+	if [[ $ROLE == edge ]]; then
+		cat <<-EOF
+
+		orders service (edge): $url/ over the worker hosts $WORKER_HOSTS
+
+		  curl -s $url/orders/count
+		  status page: $url/status (the figures of the worker host that answers)
+		  ./deploy.sh status | ./deploy.sh stop
+		  logs: $LOG_DIR/
+		EOF
+		return 0
+	fi
 	cat <<-EOF
 
 	orders service: $url/
@@ -1449,7 +1636,17 @@ cmd_status() {
 	setup_run_dir 0
 	[[ -n $S_DB_MODE ]] && db_mode=$S_DB_MODE
 	[[ -n $S_REDIS_MODE ]] && redis_mode=$S_REDIS_MODE
+	ROLE=${S_ROLE:-all}
 
+	# An edge runs nginx alone, a worker host everything but nginx.
+	if [[ $ROLE == edge ]]; then
+		if pid=$(nginx_pid); then
+			echo "nginx $pid running"
+			return 0
+		fi
+		echo "nginx - stopped"
+		return 1
+	fi
 	if [[ $db_mode == external ]]; then
 		echo "postgres - external"
 	elif setup_pg_paths 0 && pid=$(pg_pid); then
@@ -1464,7 +1661,9 @@ cmd_status() {
 	else
 		echo "redis - stopped"; ok=1
 	fi
-	if pid=$(nginx_pid); then
+	if [[ $ROLE == worker ]]; then
+		:
+	elif pid=$(nginx_pid); then
 		echo "nginx $pid running"
 	else
 		echo "nginx - stopped"; ok=1
@@ -1499,8 +1698,16 @@ cmd_scale() {
 	lock_state
 	load_state
 	WORKERS=$n
+	resolve_role ""
+	[[ $ROLE != edge ]] || die "scale: an edge has no pool; scale its worker hosts"
 	resolve_settings
+	[[ $ROLE == worker ]] && DB_MODE=external REDIS_MODE=external
+	resolve_role_settings
 	setup_run_dir 0
+	if [[ $ROLE == worker ]]; then
+		scale_worker_host "$n"
+		return 0
+	fi
 	if [[ ! -f $ENV_FILE ]] || ! nginx_pid >/dev/null || ! pool_pid >/dev/null; then
 		write_file "$STATE_DIR/workers" "$n"
 		msg "scale: the service is not running; $n workers from the next ./deploy.sh"
@@ -1525,6 +1732,30 @@ cmd_scale() {
 	msg "scale: $n workers (pool generation $new_gen)"
 }
 
+# scale_worker_host N: a worker host's pool holds its TCP address alone, so
+# the old pool goes before the new one starts: for that moment the edges
+# send this host's requests to the others (a refused connection is retried
+# on the next worker host, whatever the method: nothing was sent).
+scale_worker_host() {
+	local n=$1 old_gen new_gen
+	if [[ ! -f $ENV_FILE ]] || ! pool_pid >/dev/null; then
+		write_file "$STATE_DIR/workers" "$n"
+		msg "scale: the pool is not running; $n workers from the next ./deploy.sh worker"
+		return 0
+	fi
+	DATABASE_URL=$F_DATABASE_URL REDIS_URL=$F_REDIS_URL
+	CACHE_TTL=$F_CACHE_TTL CACHE_PREFIX=$F_CACHE_PREFIX
+	old_gen=$(pool_gen)
+	new_gen=$(( old_gen + 1 ))
+	worker_extra_saved
+	worker_check
+	pool_retire "$old_gen"
+	pool_start "$new_gen" "$n"
+	write_file "$STATE_DIR/pool.gen" "$new_gen"
+	write_file "$STATE_DIR/workers" "$n"
+	msg "scale: $n workers (pool generation $new_gen, $WORKER_LISTEN)"
+}
+
 # cmd_restart: a rolling restart, e.g. onto a rebuilt worker: a new pool of
 # as many workers takes over as "scale" does, dropping no request; then the
 # invalidator is restarted (its full invalidation at start covers the gap).
@@ -1534,21 +1765,23 @@ cmd_restart() {
 	n=$(read_file "$STATE_DIR/workers" 4)
 	[[ $n =~ ^[1-9][0-9]*$ ]] || n=4
 	cmd_scale "$n"
-	nginx_pid >/dev/null && pool_pid >/dev/null || return 0
+	[[ ${S_ROLE:-all} == worker ]] || nginx_pid >/dev/null || return 0
+	pool_pid >/dev/null || return 0
 	invalidator_stop
 	invalidator_start
 	msg "restart: done"
 }
 
 usage() {
-	sed -n '3,21p' "$REPO/deploy.sh" | sed 's/^# \{0,1\}//'
+	sed -n '3,30p' "$REPO/deploy.sh" | sed 's/^# \{0,1\}//'
 }
 
 main() {
 	local cmd=${1:-up}
 	[[ $# -gt 0 ]] && shift
 	case $cmd in
-	up)     cmd_up "$@" ;;
+	up)     cmd_up "" "$@" ;;
+	worker|edge) cmd_up "$cmd" "$@" ;;
 	stop)   cmd_stop ;;
 	status) cmd_status ;;
 	scale)  cmd_scale "$@" ;;

@@ -27,6 +27,10 @@
 
 BEGIN;
 
+-- Two deploys at once (worker hosts starting together) take turns here
+-- instead of failing on each other's CREATE OR REPLACE.
+SELECT pg_advisory_xact_lock(hashtext('orders: triggers')) \gset
+
 CREATE OR REPLACE FUNCTION orders_notify_changed() RETURNS trigger
 LANGUAGE plpgsql
 SECURITY INVOKER
