@@ -94,9 +94,12 @@ deps:
 # (bench/floor.c, bench/floor-redis.c) and the service in alternation, then
 # the sweeps (BENCH_SWEEPS: pool sizes 1 to 8, and 100,000 to 10,000,000
 # orders, a stack each), stops everything and prints its tables
-# (bench/run-bench.sh; TSV and PNG in bench/out/). About 20 minutes;
-# BENCH_SWEEPS= make bench: the main table alone, 8. It prints, it asserts
-# nothing about speed.
+# (bench/run-bench.sh; TSV and PNG in bench/out/). After each service round
+# a round of the tutorial's own Python app (bench/tutorial/app.py), and a
+# table "service vs the tutorial app" (BENCH_TUTORIAL=0: without; its
+# packages come with deps --bench). About 23 minutes; BENCH_SWEEPS= make
+# bench: the main table alone, 11. It prints, it asserts nothing about
+# speed.
 .PHONY: bench bench-build
 bench-build: $(BUILD)/floor $(BUILD)/floor-redis
 
@@ -106,8 +109,9 @@ $(BUILD)/floor: bench/floor.c | $(BUILD)/obj
 $(BUILD)/floor-redis: bench/floor-redis.c | $(BUILD)/obj
 	$(CC) $(CFLAGS) -o $@ $< -lfcgi $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
 
+BENCH_DEPS = $(if $(filter 0,$(BENCH_TUTORIAL)),--test,--bench)
 bench: all bench-build
-	@./deploy.sh deps --check --test >/dev/null 2>&1 || ./deploy.sh deps --test
+	@./deploy.sh deps --check $(BENCH_DEPS) >/dev/null 2>&1 || ./deploy.sh deps $(BENCH_DEPS)
 	@bench/run-bench.sh
 
 # ---------------------------------------------------------------- hardening

@@ -16,10 +16,27 @@
 #                  /orders/count, cache-hit GET /orders/{id}, cold misses
 #                  (a new count per request), POST /orders, a 95/5
 #                  read/write mix, each at 8 and 64 connections
+#   tutorial round the tutorial's own app (bench/tutorial/app.py: FastAPI,
+#                  psycopg2, redis-py, a new connection to each per
+#                  request, the cache a decorator), run by uvicorn with as
+#                  many worker processes as the pool on a free loopback
+#                  port (bench/tutorial/serve.py: with uvicorn's 40 ms
+#                  delayed-ACK bug of --workers N fixed, see there),
+#                  started for the round and stopped after it: the
+#                  kinds of request it has (count-hit, id-hit, miss, post)
+#                  with the same wrk scripts, at 8 and 64 connections.
+#                  wrk goes straight to uvicorn: no nginx in front of it,
+#                  which favours the tutorial app. Its keys are under
+#                  CACHE_PREFIX "tutorial:" (the stack's REDIS_URL may only
+#                  touch CACHE_PREFIX); its writes are not announced to the
+#                  invalidator (orders.self_invalidating in its connection
+#                  string): the tutorial has no triggers, and the service's
+#                  own writes are not announced either
 #
-# in the order F S F S F (BENCH_REPS service rounds, each between two floor
-# rounds; a ratio is to the mean of the floors just before and after, so
-# that drift hits both alike). The pool is switched with
+# in the order F S T F S T F (BENCH_REPS service rounds, each between two
+# floor rounds and followed by a tutorial round; a ratio is to the mean of
+# the floors just before and after, or to the tutorial round just after,
+# so that drift hits both alike). The pool is switched with
 # WORKER_BIN=... ./deploy.sh scale N, which changes nothing but the pool.
 # Each case is wrk -t2 --latency for BENCH_SECONDS.
 #
@@ -51,13 +68,18 @@
 # bench/out/bench.txt, the figures to bench/out/results.tsv (main table),
 # workers.tsv and rows.tsv (sweeps) and, with gnuplot, bench/out/bench.png
 # (req/s and p99 per case) and sweeps.png (req/s per pool size; req/s and
-# cost per count of orders). It asserts nothing about speed: it exits 1
-# only when a case had errors (non-2xx answers, socket errors) or a stack
-# failed.
+# cost per count of orders). The tutorial rounds make a table of their
+# own, "service vs the tutorial app": each case's req/s, the service's over
+# the tutorial's (means over the repetitions), and whether that meets issue
+# 6's target (3 x; 2.5 x for POST); bench/out/tutorial.tsv. It asserts
+# nothing about speed: it exits 1 only when a case had errors (non-2xx
+# answers, socket errors; the tutorial app's timeouts are only reported:
+# they are its slowness, not a fault of the run) or a stack failed.
 #
-# At the defaults on the 2-core development machine, about 20 minutes: 8
-# for the main table, 7 for the workers sweep, 4 for the rows sweep (of
-# which some 2 to load 10,000,000 orders).
+# At the defaults on the 2-core development machine, about 23 minutes: 11
+# for the main table (of which some 3 for the tutorial rounds), 7 for the
+# workers sweep, 4 for the rows sweep (of which some 2 to load 10,000,000
+# orders).
 #
 # Settings (environment):
 #   BENCH_ROWS (1000000)  orders loaded (ORDERS_ROWS of deploy.sh)
@@ -70,6 +92,9 @@
 #                         the workers sweep)
 #   BENCH_CONNS ("8 64")  connection counts
 #   BENCH_MAIN (1)        0: no main table and no accounting, only sweeps
+#   BENCH_TUTORIAL (1)    0: no tutorial rounds (they need /usr/bin/python3
+#                         with FastAPI, uvicorn, psycopg2 and redis-py:
+#                         ./deploy.sh deps --bench)
 #   BENCH_SWEEPS ("workers rows")  the sweeps to run; "" for none
 #   BENCH_SWEEP_WORKERS ("1 2 4 8")  pool sizes of the workers sweep
 #   BENCH_SWEEP_ROWS ("100000 1000000 10000000")  orders of the rows sweep
@@ -91,6 +116,8 @@ CONNS=${BENCH_CONNS:-8 64}
 OUT=$REPO/bench/out
 SETTLE=${BENCH_SETTLE:-11} # pg_stat: 10 s idle flush interval, plus one
 MAIN=${BENCH_MAIN:-1}
+TUTORIAL=${BENCH_TUTORIAL:-1}
+TUTORIAL_PY=/usr/bin/python3 # Debian's, with python3-fastapi and the rest (deploy.sh deps --bench)
 SWEEPS=${BENCH_SWEEPS-workers rows}
 SWEEP_WORKERS=${BENCH_SWEEP_WORKERS:-1 2 4 8}
 SWEEP_ROWS=${BENCH_SWEEP_ROWS:-100000 1000000 10000000}
@@ -102,6 +129,7 @@ for v in ROWS SECS REPS WARMUP ACCT_SECS NWORKERS SWEEP_SECS; do
 done
 ((ROWS >= 1000)) || usage_error "BENCH_ROWS must be 1000 or more"
 [[ $MAIN == [01] ]] || usage_error "BENCH_MAIN must be 0 or 1: $MAIN"
+[[ $TUTORIAL == [01] ]] || usage_error "BENCH_TUTORIAL must be 0 or 1: $TUTORIAL"
 for v in $SWEEPS; do
   [[ $v == workers || $v == rows ]] || usage_error "BENCH_SWEEPS: no sweep \"$v\" (workers, rows)"
 done
@@ -115,6 +143,12 @@ for b in build/orders-worker build/orders-invalidator build/floor build/floor-re
   [[ -x $b ]] || { echo "run-bench.sh: no $b: run make bench (or make all bench-build)" >&2; exit 2; }
 done
 command -v wrk >/dev/null || { echo "run-bench.sh: wrk is missing: ./deploy.sh deps --test" >&2; exit 2; }
+((MAIN)) || TUTORIAL=0 # its rounds are part of the main table
+if ((TUTORIAL)) && ! "$TUTORIAL_PY" -c 'import fastapi, uvicorn, psycopg2, redis' 2>/dev/null; then
+  echo "run-bench.sh: the tutorial's app needs $TUTORIAL_PY with FastAPI, uvicorn, psycopg2 and redis-py:" \
+    "./deploy.sh deps --bench (or BENCH_TUTORIAL=0 to leave it out)" >&2
+  exit 2
+fi
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/orders-bench.XXXXXX") || exit 2
 export STATE_DIR=$T/state
@@ -124,7 +158,9 @@ mkdir -p "$OUT"
 : >"$T/report.txt"
 
 ERRORS=0    # cases with errors
+TUT_TIMEOUTS=0 # tutorial cases with timeouts (reported, not errors)
 WRK_PID=''
+TUT_PGID='' # the tutorial app's process group: uvicorn and its workers
 STARTED=$SECONDS
 
 log() { printf '# %s\n' "$*" >&2; }
@@ -190,6 +226,34 @@ stack_stop() {
   return "$rc"
 }
 
+# tut_alive: a process of the tutorial app's session (setsid: the session
+# and process group of uvicorn, its workers and multiprocessing's resource
+# tracker) still runs (zombies left out: uvicorn is our child).
+tut_alive() {
+  ps -o stat= --sid "$TUT_PGID" 2>/dev/null | awk '$1 !~ /^Z/ { n++ } END { exit !n }'
+}
+
+# tutorial_stop: the tutorial app's process group ended (SIGTERM, on which
+# uvicorn stops its workers; SIGKILL to what is left after 10 s); 1 when
+# something had to be killed.
+tutorial_stop() {
+  local i rc=0
+  [[ -n $TUT_PGID ]] || return 0
+  kill -TERM -- "-$TUT_PGID" 2>/dev/null
+  for ((i = 0; i < 40; i++)); do
+    tut_alive || break
+    sleep 0.25
+  done
+  if tut_alive; then
+    log "the tutorial app outlived SIGTERM (process group $TUT_PGID); killing"
+    kill -KILL -- "-$TUT_PGID" 2>/dev/null
+    rc=1
+  fi
+  wait "$TUT_PGID" 2>/dev/null
+  TUT_PGID=''
+  return "$rc"
+}
+
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -198,6 +262,7 @@ cleanup() {
     kill -TERM "$WRK_PID" 2>/dev/null
     wait "$WRK_PID" 2>/dev/null
   fi
+  tutorial_stop || rc=1
   stack_stop || rc=1
   [[ -s $T/report.txt ]] && cp -f "$T/report.txt" "$OUT/bench.txt"
   rm -rf -- "$T"
@@ -248,10 +313,10 @@ pg_xacts() {
 
 worker_pids() { ./deploy.sh status 2>/dev/null </dev/null | awk '$1 == "worker" && $2 ~ /^[0-9]+$/ { print $2 }'; }
 
-# rss_line: the pool's workers' VmRSS, in MiB
+# rss_line [PIDS]: the VmRSS of PIDS (the pool's workers), in MiB
 rss_line() {
-  local pid kb all=''
-  for pid in $(worker_pids); do
+  local pid kb all='' pids=${1-$(worker_pids)}
+  for pid in $pids; do
     kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || continue
     [[ -n $kb ]] && all+=" $kb"
   done
@@ -364,8 +429,13 @@ measure() {
   if [[ $name == count-hit || $name == id-hit ]]; then
     # cached before the clock starts
     curl -s -o /dev/null --max-time 10 "$BASE$path"
-    [[ $(curl -s -o /dev/null -D - --max-time 10 "$BASE$path" | tr -d '\r' | sed -n 's/^X-Cache: //Ip') == HIT ]] ||
-      log "warning: $path is not a cache hit after a first request"
+    if [[ $round == T* ]]; then # the tutorial app says nothing of its cache
+      [[ $(rcli EXISTS "$(tutorial_key "$name")") == 1 ]] ||
+        log "warning: no key $(tutorial_key "$name") after a first request of $path"
+    else
+      [[ $(curl -s -o /dev/null -D - --max-time 10 "$BASE$path" | tr -d '\r' | sed -n 's/^X-Cache: //Ip') == HIT ]] ||
+        log "warning: $path is not a cache hit after a first request"
+    fi
   fi
   redis_calls "$T/rc.before"
   run_wrk "$c" "$SECS" "$script" "$path"
@@ -373,12 +443,19 @@ measure() {
   e=$(errors_of)
   rq=$(field requests)
   rd=$(redis_delta "$T/rc.before" "$T/rc.after" "$rq" | tr ' ' '\t')
+  if [[ $round == T* ]] && (($(field timeout) > 0)); then
+    # the tutorial app too slow for wrk's 10 s: reported (errors column,
+    # the tables' notes), not an error of the run
+    TUT_TIMEOUTS=$((TUT_TIMEOUTS + 1))
+    log "the tutorial app: $(field timeout) timeouts in $name at $c"
+    e=$((e - $(field timeout)))
+  fi
   if ((e > 0)); then
     ERRORS=$((ERRORS + 1))
     log "errors in $name at $c: $R"
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$c" "$(field rps)" \
-    "$(field p50_ms)" "$(field p99_ms)" "$e" "$rd" >>"$RESULTS"
+    "$(field p50_ms)" "$(field p99_ms)" "$(errors_of)" "$rd" >>"$RESULTS"
 }
 
 floor_round() {
@@ -409,6 +486,86 @@ service_round() {
     for c in $CONNS; do measure "S$s" "$name" "$script" "$path" "$c"; done
   done
   RSS_SERVICE[$s]=$(rss_line)
+}
+
+# ---------------------------------------------------------------- tutorial
+
+# the tutorial round's cases: NAME|SCRIPT|PATH, the kinds of request the
+# tutorial's app has (miss.lua's counts, customerid and to=, it takes)
+TUTORIAL_CASES=(
+  "count-hit|static.lua|/orders/count?customerid=42"
+  "id-hit|static.lua|/orders/@ID@"
+  "miss|miss.lua|/"
+  "post|post.lua|/"
+)
+
+# tutorial_key NAME: the key that case NAME's hits read (cache_key of
+# bench/tutorial/app.py)
+tutorial_key() {
+  case $1 in
+  count-hit) printf '%scount:customerid=42' "$TUT_PREFIX" ;;
+  id-hit) printf '%sorder:orderid=%s' "$TUT_PREFIX" "$HIT_ID" ;;
+  esac
+}
+
+# tutorial_start: bench/tutorial/app.py under uvicorn with POOL_N worker
+# processes on a free loopback port, in a session and process group of its
+# own (setsid: TUT_PGID, which tutorial_stop ends whole), answering; sets
+# TUT_BASE and TUT_PREFIX. uvicorn as "pip install uvicorn" has it, the
+# tutorial's install: asyncio and h11 (no uvloop, no httptools); no access
+# log (the tutorial's would print a line per request). Through
+# bench/tutorial/serve.py, uvicorn's own command line with one fix: with
+# --workers N, uvicorn 0.17 leaves TCP_NODELAY off and every keep-alive
+# request waits some 40 ms for a delayed ACK (uvicorn issue #3149), which
+# the tutorial's one process (uvicorn main:app) does not.
+tutorial_start() {
+  local port db i
+  port=$(pick_port) || fail "no free loopback port for the tutorial app"
+  TUT_PREFIX="$(envvar CACHE_PREFIX)tutorial:"
+  TUT_BASE=http://127.0.0.1:$port
+  # The stack's DATABASE_URL, with the session setting that keeps the
+  # triggers of sql/triggers.sql from announcing its writes to the
+  # invalidator: the tutorial has no such triggers (its INSERT is an INSERT),
+  # and the service's own writes skip them likewise.
+  db=$DB_URL
+  if [[ $db == *\?* ]]; then db+='&'; else db+='?'; fi
+  db+='options=-c%20orders.self_invalidating%3Don'
+  log "the tutorial app on 127.0.0.1:$port: uvicorn, $POOL_N workers"
+  # (PYTHONDONTWRITEBYTECODE: no __pycache__ left in bench/tutorial/)
+  DATABASE_URL=$db REDIS_URL=$(envvar REDIS_URL) TUTORIAL_PREFIX=$TUT_PREFIX CACHE_TTL=$(envvar CACHE_TTL) \
+    PYTHONDONTWRITEBYTECODE=1 \
+    setsid "$TUTORIAL_PY" "$REPO/bench/tutorial/serve.py" --app-dir "$REPO/bench/tutorial" app:app \
+    --host 127.0.0.1 --port "$port" --workers "$POOL_N" --loop asyncio --http h11 \
+    --no-access-log --log-level warning >>"$T/tutorial.log" 2>&1 </dev/null &
+  TUT_PGID=$!
+  for ((i = 0; i < 120; i++)); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$TUT_BASE/orders/count?customerid=42") == 200 ]] &&
+      return 0
+    tut_alive || break
+    sleep 0.25
+  done
+  tail -n 20 "$T/tutorial.log" >&2
+  fail "the tutorial app did not answer on $TUT_BASE"
+}
+
+# tutorial_workers: the pids of uvicorn's worker processes
+tutorial_workers() { pgrep -P "$TUT_PGID" -f multiprocessing.spawn; }
+
+# tutorial_round T: round T<T>: the tutorial app started, warmed up (WARMUP
+# s of hits, so that every worker has started), TUTORIAL_CASES measured,
+# its workers' RSS noted, the app stopped.
+tutorial_round() {
+  local t=$1 spec name script path c base=$BASE
+  tutorial_start
+  BASE=$TUT_BASE
+  run_wrk 64 "$WARMUP" static.lua "/orders/count?customerid=42"
+  for spec in "${TUTORIAL_CASES[@]}"; do
+    IFS='|' read -r name script path <<<"$spec"
+    for c in $CONNS; do measure "T$t" "$name" "$script" "$path" "$c"; done
+  done
+  BASE=$base
+  RSS_TUTORIAL[$t]=$(rss_line "$(tutorial_workers)")
+  tutorial_stop || fail "the tutorial app did not stop on SIGTERM"
 }
 
 # ---------------------------------------------------------------- report
@@ -467,6 +624,77 @@ table() {
   say "  worker RSS after S$r: ${RSS_SERVICE[$r]}"
 }
 
+# tutorial_stats REP: tutorial round REP of RESULTS against service round
+# REP, in round_stats's fields: the ratio is the service's req/s over the
+# tutorial app's, same case and connections; the note says so, with the
+# service's req/s.
+tutorial_stats() {
+  awk -F'\t' -v OFS='\t' -v s="S$1" -v t="T$1" '
+    $1 == s { srps[$2 SUBSEP $3] = $4 }
+    $1 == t { rows[++n] = $0 }
+    END {
+      for (i = 1; i <= n; i++) {
+        split(rows[i], f, "\t"); k = f[2] SUBSEP f[3]
+        ratio = (f[4] > 0 && (k in srps)) ? sprintf("%.1f", srps[k] / f[4]) : "-"
+        print f[2], f[3], sprintf("%.0f", f[4]), sprintf("%.2f", f[5]), sprintf("%.2f", f[6]), f[7],
+          (ratio == "-" ? "-" : sprintf("%s x (%s %.0f)", ratio, s, srps[k])), f[8], f[9], ratio
+      }
+    }' "$RESULTS"
+}
+
+# tutorial_table REP: tutorial round REP as a table of the report.
+tutorial_table() {
+  local r=$1
+  say ""
+  say "repetition $r of $REPS: tutorial round T$r (bench/tutorial/app.py, uvicorn, $POOL_N workers, wrk straight to it), after S$r"
+  tutorial_stats "$r" | stats_table "service / tutorial"
+  say "  service / tutorial: S$r's req/s over T$r's (S$r's in parentheses); errors include timeouts (wrk: 10 s);"
+  say "  redis RT: the app's connect and AUTH included (a new connection per request); redis cmd: AUTH left out"
+  say "  tutorial app RSS after T$r: ${RSS_TUTORIAL[$r]}"
+}
+
+# vs_table: the service against the tutorial app, case by case: req/s of
+# each, means over the repetitions, their ratio and issue 6's target (3 x;
+# 2.5 x for post); a table of the report and bench/out/tutorial.tsv.
+vs_table() {
+  local tsv=$OUT/tutorial.tsv
+  awk -F'\t' -v OFS='\t' '
+    { rd = substr($1, 1, 1); rep = substr($1, 2); k = $2 SUBSEP $3 }
+    rd == "T" { if (!(k in tn)) keys[++nk] = k
+                tn[k]++; trps[k] += $4; tp50[k] += $5; tp99[k] += $6; terr[k] += $7; t1[rep, k] = $4; reps[rep] = 1 }
+    rd == "S" { sn[k]++; srps[k] += $4; s1[rep, k] = $4 }
+    END {
+      for (i = 1; i <= nk; i++) {
+        k = keys[i]; split(k, kc, SUBSEP)
+        s = (sn[k] ? srps[k] / sn[k] : 0); t = trps[k] / tn[k]
+        target = (kc[1] == "post") ? 2.5 : 3
+        ratio = (s > 0 && t > 0) ? sprintf("%.1f", s / t) : "-"
+        met = (ratio == "-") ? "-" : ((s / t >= target) ? "yes" : "no")
+        per = ""
+        for (r = 1; (r in reps); r++)
+          per = per (per == "" ? "" : " / ") ((((r, k) in s1) && t1[r, k] > 0) ? sprintf("%.1f", s1[r, k] / t1[r, k]) : "-")
+        print kc[1], kc[2], sprintf("%.0f", s), sprintf("%.0f", t), ratio, sprintf("%.1f", target), met,
+          sprintf("%.2f", tp50[k] / tn[k]), sprintf("%.2f", tp99[k] / tn[k]), terr[k], per
+      }
+    }' "$RESULTS" >"$T/vs"
+  say ""
+  say "service vs the tutorial app: req/s, means over the $REPS repetitions (each T right after its S);"
+  say "  the service through nginx, the tutorial app (bench/tutorial/app.py, $POOL_N uvicorn workers) straight"
+  say "  from wrk: no nginx in front of it, which favours it; target (issue 6): at least 3 x, 2.5 x for POST"
+  awk -F'\t' '
+    function rowout(a, b, c, d, e, f, g, h, i, j) {
+      printf "%-12s %5s %13s %14s %7s %7s %4s %14s %9s  %s\n", a, b, c, d, e, f, g, h, i, j
+    }
+    BEGIN { rowout("case", "conns", "service req/s", "tutorial req/s", "ratio", "target", "met", "tut. p99 ms", "tut. err", "ratio per repetition") }
+    { rowout($1, $2, $3, $4, $5 " x", $6 " x", $7, $9, $10, "(" $11 ")") }' "$T/vs" | tee -a "$T/report.txt"
+  say "  ratio: the service's req/s over the tutorial app's; tut. err: the tutorial app's errors, all rounds (timeouts included)"
+  {
+    printf 'case\tconns\tservice_rps\ttutorial_rps\tratio\ttarget\tmet\ttutorial_p50_ms\ttutorial_p99_ms\ttutorial_errors\n'
+    cut -f 1-10 "$T/vs"
+  } >"$tsv"
+  say "  figures: $tsv"
+}
+
 plot() {
   local tsv=$OUT/results.tsv
   # one line per case and conns: label, req/s and p99 of each service
@@ -477,6 +705,7 @@ plot() {
     for ((r = 1; r <= REPS; r++)); do printf '\tp99_%d' "$r"; done
     printf '\n'
     awk -F'\t' -v reps="$REPS" '
+      substr($1, 1, 1) == "T" { next } # the tutorial app: in tutorial.tsv
       { r = substr($1, 2) + 0; isf = substr($1, 1, 1) == "F"
         if (isf && r > reps) next   # the last floor round: no service round of its own
         k = $2 "@" $3; if (!(k in seen)) { seen[k] = ++nk; keys[nk] = k }
@@ -646,12 +875,17 @@ main_table() {
   for ((r = 1; r <= REPS; r++)); do
     floor_round "$r"
     service_round "$r"
+    if ((TUTORIAL)); then tutorial_round "$r"; fi
   done
   floor_round $((REPS + 1))
 
   for ((r = 1; r <= REPS; r++)); do
     table "$r" "repetition $r of $REPS: floors F$r and F$((r + 1)) around service round S$r"
   done
+  if ((TUTORIAL)); then
+    for ((r = 1; r <= REPS; r++)); do tutorial_table "$r"; done
+    vs_table
+  fi
   say ""
   say "worker RSS: floor ${RSS_FLOOR[1]}; floor-redis ${RSS_FLOOR_REDIS[1]}"
 
@@ -689,21 +923,24 @@ main_table() {
   say "worker RSS after the accounting: $(rss_line)"
   say ""
   say "Redis per request, by command (INFO commandstats over the measured runs of repetition 1; a script's"
-  say "commands counted as well as its EVALSHA):"
-  awk -F'\t' '$1 == "S1" || $1 == "F1" { printf "  %-12s %3s  RT %s  %s\n", $2, $3, $8, $10 }' "$RESULTS" | tee -a "$T/report.txt"
+  say "commands counted as well as its EVALSHA; tutorial: the tutorial app's, its AUTH left out):"
+  awk -F'\t' '$1 == "S1" || $1 == "F1" || $1 == "T1" {
+    printf "  %-18s %3s  RT %s  %s\n", ($1 == "T1" ? "tutorial " : "") $2, $3, $8, $10 }' "$RESULTS" | tee -a "$T/report.txt"
   plot
 }
 
 # has_sweep NAME: NAME is one of SWEEPS
 has_sweep() { [[ " $SWEEPS " == *" $1 "* ]]; }
 
-declare -A RSS_FLOOR RSS_FLOOR_REDIS RSS_SERVICE
+declare -A RSS_FLOOR RSS_FLOOR_REDIS RSS_SERVICE RSS_TUTORIAL
 POOL_N=$NWORKERS
 MAIN_DEPLOY_SECS=''
-rm -f "$OUT/workers.tsv" "$OUT/rows.tsv" "$OUT/sweeps.png"
+rm -f "$OUT/workers.tsv" "$OUT/rows.tsv" "$OUT/sweeps.png" "$OUT/tutorial.tsv"
 say "make bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- cgi-src 2>/dev/null || echo ' (cgi-src modified)'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 say "  wrk -t2 --latency, connections: $CONNS; floors and service through the same nginx"
 ((MAIN)) && say "  main table: $ROWS orders, $NWORKERS workers, ${SECS}s per case, $REPS repetitions"
+((TUTORIAL)) && say "  tutorial rounds: bench/tutorial/app.py under uvicorn $("$TUTORIAL_PY" -c 'import uvicorn; print(uvicorn.__version__)' 2>/dev/null)" \
+  "(asyncio, h11), $NWORKERS workers, straight from wrk (no nginx: that favours it)"
 say "  sweeps: ${SWEEPS:-none}$([[ -n $SWEEPS ]] && echo ", ${SWEEP_SECS}s per case")"
 if ((MAIN)) || has_sweep workers; then
   stack_start "$ROWS"
@@ -714,6 +951,6 @@ has_sweep workers && workers_sweep
 has_sweep rows && rows_sweep
 plot_sweeps
 say ""
-say "$([[ -n $MAIN_DEPLOY_SECS ]] && echo "deploy with $ROWS orders: ${MAIN_DEPLOY_SECS}s; ")whole run: $((SECONDS - STARTED))s; cases with errors: $ERRORS"
+say "$([[ -n $MAIN_DEPLOY_SECS ]] && echo "deploy with $ROWS orders: ${MAIN_DEPLOY_SECS}s; ")whole run: $((SECONDS - STARTED))s; cases with errors: $ERRORS$( ((TUT_TIMEOUTS)) && echo "; tutorial cases with timeouts (not errors): $TUT_TIMEOUTS")"
 ((ERRORS == 0)) || exit 1
 exit 0

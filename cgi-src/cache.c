@@ -21,10 +21,62 @@
  * is stored, ask for the lease again if the holder gave up, and past the
  * wait load it themselves (their fill is still guarded by the generation).
  * So of N concurrent misses on one key, one queries Postgres.
+ *
+ * Failovers. Replication is asynchronous: an invalidation the master
+ * acknowledged may never reach the replica that Sentinel promotes when the
+ * master dies, so the new master can hold entries a committed write
+ * deleted, and generations that a lease handed out before moved on the
+ * old master only. The guard (kv_guard) closes that. <prefix>meta:replid
+ * holds the replication id (INFO: master_replid) of the master the entries
+ * were written to. A promoted replica takes a new replication id, and so
+ * does a Redis that restarts; the key itself is replicated like any other,
+ * so on a promoted replica it names the old master. On every new
+ * connection (kv.c: one GET in the handshake's round trip, nothing per
+ * request), before any read or fill, a process compares the two; when they
+ * differ it deletes every key under the prefix that has a ttl (entries and
+ * locks; generations, indexes and the guard have none), in SCAN steps of
+ * at most one operation's budget each, and sets the guard when the scan is
+ * over. Until then it serves no read from Redis (BYPASS) and fills
+ * nothing. Why that holds:
+ *
+ * - Nobody reads or fills before a full scan is over. Every process checks
+ *   the guard on each connection it makes, and the guard only takes the new
+ *   id in the step that ends a scan; SCAN returns every key that was there
+ *   for its whole length, so every entry from before the failover is gone
+ *   by then. A process connected before the failover was connected to the
+ *   old master: it learns of the failover through the connection (killed
+ *   with the master, or by Sentinel's CLIENT KILL when it reconfigures a
+ *   demoted master, or a READONLY reply) and connects again, to be checked
+ *   like any other.
+ * - Two processes flushing at once: both delete, both set the same id.
+ *   The second may go on deleting after the first has finished and others
+ *   have filled again; it only ever deletes entries and locks, which costs
+ *   a miss (or a second loader) but never serves anything stale. It keeps
+ *   generations and indexes, so a fill's index membership and the
+ *   generation check stay as they were between fills and invalidations
+ *   (deleting a generation under a lease, or an index under a live entry,
+ *   would let a stale fill through, or keep an entry out of the next
+ *   invalidation).
+ * - A fill during the flush, or one leased before the failover: a lease
+ *   hands out, with the generation, the guard's value it was served under;
+ *   the fill script stores only if the guard still holds it. A lease taken
+ *   on the old master carries the old id, and on the new master the guard
+ *   holds the new one before anyone may fill there. Its generation, which
+ *   the new master may hold an older value of, is never compared across
+ *   the failover.
+ * - Invalidations need no check: they only move generations and delete, so
+ *   they go at once to whatever master there is, even mid-flush.
+ *
+ * What it does not cover: a master cut off from the sentinels but not from
+ * the workers keeps answering them until Sentinel demotes it (split brain;
+ * min-replicas-to-write on the masters shortens that); and a Redis that
+ * restarts from a dump and keeps its replication id (persistence, which
+ * deploy.sh turns off) keeps the dump's entries.
  */
 #include "cache.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "clock.h"
@@ -144,6 +196,36 @@ lease_or_wait(struct cache *c, const struct entry_keys *k, struct buf *body,
 	}
 }
 
+/*
+ * Before the first read: the guard (see the top of this file) on
+ * <prefix>meta:replid, for every key matching <prefix>*, the prefix's own
+ * glob characters escaped.
+ */
+static void
+cache_guard(struct cache *c)
+{
+	size_t i, n = 0;
+
+	c->guarded = 1;
+	if (fits(snprintf(c->guard_key, sizeof(c->guard_key), "%smeta:replid",
+	    c->prefix), sizeof(c->guard_key)) == -1)
+		goto toolong;
+	for (i = 0; c->prefix[i] != '\0'; i++) {
+		if (n + 3 >= sizeof(c->guard_match))
+			goto toolong;
+		if (strchr("*?[]\\", c->prefix[i]) != NULL)
+			c->guard_match[n++] = '\\';
+		c->guard_match[n++] = c->prefix[i];
+	}
+	c->guard_match[n++] = '*';
+	c->guard_match[n] = '\0';
+	kv_guard(c->kv, c->guard_key, c->guard_match);
+	return;
+toolong:
+	log_error("cache: prefix too long for the guard's key; entries may "
+	    "outlive a failover");
+}
+
 enum cache_load
 cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
     cache_loader load, void *arg, struct buf *body, struct cache_result *res)
@@ -162,6 +244,8 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 		log_error("cache: key too long for %s", ns->name);
 		return LOAD_ERROR;
 	}
+	if (!c->guarded)
+		cache_guard(c);
 	t0 = clock_ms();
 	ks = kv_get(c->kv, k.key, body, &ttl_ms);
 	if (ks == KV_MISS)

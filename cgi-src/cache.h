@@ -11,7 +11,10 @@
  * the set <prefix>index:<namespace>, so no KEYS or SCAN is ever needed.
  * Beside them: <prefix>gen:<namespace>, a counter every invalidation
  * moves, and <prefix>lock:<namespace>:<id>, held briefly by the one reader
- * that fills a cold entry (cache.c says why these make fills safe).
+ * that fills a cold entry (cache.c says why these make fills safe); and
+ * <prefix>meta:replid, the replication id of the Redis master the entries
+ * were written to, so that none is served by another (a promoted replica,
+ * a restarted Redis).
  */
 #ifndef ORDERS_CACHE_H
 #define ORDERS_CACHE_H
@@ -40,6 +43,10 @@ struct cache {
 	int		 wait_ms;	/* longest wait for another's fill */
 	int		 lock_ms;	/* how long a filler's lock holds */
 	int		 fill_delay_ms;	/* tests only: pause before a fill */
+	/* The dataset guard (cache.c), set up by the first cache_read. */
+	int		 guarded;
+	char		 guard_key[CACHE_KEY_MAX];	/* <prefix>meta:replid */
+	char		 guard_match[CACHE_KEY_MAX];	/* <prefix>*, escaped */
 };
 
 struct cache_result {

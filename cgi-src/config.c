@@ -6,6 +6,7 @@
 
 #define DEFAULT_DATABASE_URL	"postgresql:///orders"
 #define DEFAULT_REDIS_URL	"redis://127.0.0.1:6379/0"
+#define DEFAULT_MASTER_NAME	"orders"
 
 static const char *
 env_or(const char *name, const char *fallback)
@@ -40,14 +41,25 @@ env_int(const char *name, int fallback, int lo, int hi, int *out, char *err,
 int
 config_load(struct config *cfg, char *err, size_t errlen)
 {
-	const char *level;
+	const char *level, *sentinel_password;
 	size_t i;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->database_url = env_or("DATABASE_URL", DEFAULT_DATABASE_URL);
 	if (kv_url_parse(env_or("REDIS_URL", DEFAULT_REDIS_URL), &cfg->redis,
-	    err, errlen) == -1)
+	    err, errlen) == -1 ||
+	    kv_sentinels_parse(getenv("REDIS_SENTINELS"),
+	    env_or("REDIS_MASTER_NAME", DEFAULT_MASTER_NAME), &cfg->redis, err,
+	    errlen) == -1)
 		return -1;
+	/* Sentinels without a password unless this gives one (kv.c). */
+	sentinel_password = env_or("REDIS_SENTINEL_PASSWORD", "");
+	if (strlen(sentinel_password) >= sizeof(cfg->redis.sentinel_password)) {
+		snprintf(err, errlen, "REDIS_SENTINEL_PASSWORD is longer than "
+		    "%d", (int)sizeof(cfg->redis.sentinel_password) - 1);
+		return -1;
+	}
+	strcpy(cfg->redis.sentinel_password, sentinel_password);
 	if (env_int("CACHE_TTL", 60, 1, 86400 * 30, &cfg->cache_ttl, err,
 	    errlen) == -1 ||
 	    env_int("REDIS_TIMEOUT_MS", 100, 1, 10000, &cfg->redis_timeout_ms,

@@ -14,6 +14,11 @@
 
 struct config {
 	const char	*database_url;	/* from the environment, not copied */
+	/*
+	 * REDIS_URL; with REDIS_SENTINELS, REDIS_MASTER_NAME (default
+	 * "orders") and REDIS_SENTINEL_PASSWORD, the master is the one the
+	 * sentinels name, and REDIS_URL gives only the password and the db.
+	 */
 	struct kv_url	 redis;
 	int		 cache_ttl;		/* seconds */
 	const char	*cache_prefix;

@@ -37,6 +37,19 @@
  * timeout, every OPEN_MAX_MS at most, while each second of the cap is a
  * second more without the cache once Redis is back.
  *
+ * Where Redis is. With REDIS_SENTINELS, every connect first asks the
+ * sentinels which address the master has (kv_discover), within the same
+ * budget; REDIS_URL then only gives the password and the db. Every
+ * connection, sentinels or not, checks in its handshake's round trip that
+ * it reached a master (INFO replication: role), and learns the master's
+ * replication id (for the guard, kv_guard and cache.c). A connection is
+ * dropped and the master looked for again when it breaks (a dead master
+ * resets it; Sentinel kills the clients of one it demotes) or a reply says
+ * it is no longer the master (READONLY, MASTERDOWN): at once, in what is
+ * left of the budget, as for a connection closed while idle. Until a new
+ * master is found that is a failed connect like any other: the breaker
+ * spaces the attempts, and reads go to Postgres (BYPASS).
+ *
  * Invalidations are the exception: kv_invalidate goes to Redis whatever
  * the breaker or the hold-off say (one operation, one timeout, like any
  * other), and its outcome counts. The breaker is this process's: other
@@ -68,8 +81,10 @@
 #define MAX_SCRIPT_ITEMS	16
 
 
+#define FLUSH_BATCH		"1000"	/* SCAN's COUNT per flush step */
+
 enum script { SCRIPT_LEASE, SCRIPT_PEEK, SCRIPT_FILL,
-	SCRIPT_RELEASE, SCRIPT_INVALIDATE, NSCRIPTS };
+	SCRIPT_RELEASE, SCRIPT_INVALIDATE, SCRIPT_FLUSH, NSCRIPTS };
 
 static const struct {
 	const char	*name;
@@ -99,26 +114,34 @@ static const struct {
 	    "if redis.call('EXISTS', KEYS[2]) == 1 then return {2} end\n"
 	    "return {0}\n" },
 	/*
-	 * KEYS: entry, generation, lock, [index]. ARGV: value, ttl, the
-	 * generation seen before loading, token. Releases our lock; stores
-	 * only if the generation has not moved (1), else nothing (0). The
-	 * index has no ttl, so the eviction policy (volatile-*) never drops
-	 * it while members live; two random members are checked per fill and
-	 * removed once expired, which keeps it near the live set's size.
+	 * KEYS: entry, generation, lock, [guard], [index]. ARGV: value, ttl,
+	 * the generation seen before loading, token, the guard's value then
+	 * ('' when there is no guard, and no guard key). Releases our lock;
+	 * stores only if neither the generation nor the guard has moved (1),
+	 * else nothing (0). The index has no ttl, so the eviction policy
+	 * (volatile-*) never drops it while members live; two random members
+	 * are checked per fill and removed once expired, which keeps it near
+	 * the live set's size.
 	 */
 	[SCRIPT_FILL] = { "fill",
 	    "if redis.call('GET', KEYS[3]) == ARGV[4] then\n"
 	    "  redis.call('DEL', KEYS[3])\n"
 	    "end\n"
+	    "local ix = 4\n"
+	    "if ARGV[5] ~= '' then\n"
+	    "  if redis.call('GET', KEYS[4]) ~= ARGV[5] then return 0 end\n"
+	    "  ix = 5\n"
+	    "end\n"
 	    "if (redis.call('GET', KEYS[2]) or '') ~= ARGV[3] then return 0 end\n"
 	    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
-	    "if KEYS[4] then\n"
-	    "  for _, m in ipairs(redis.call('SRANDMEMBER', KEYS[4], 2)) do\n"
+	    "local index = KEYS[ix]\n"
+	    "if index then\n"
+	    "  for _, m in ipairs(redis.call('SRANDMEMBER', index, 2)) do\n"
 	    "    if redis.call('EXISTS', m) == 0 then\n"
-	    "      redis.call('SREM', KEYS[4], m)\n"
+	    "      redis.call('SREM', index, m)\n"
 	    "    end\n"
 	    "  end\n"
-	    "  redis.call('SADD', KEYS[4], KEYS[1])\n"
+	    "  redis.call('SADD', index, KEYS[1])\n"
 	    "end\n"
 	    "return 1\n" },
 	/* KEYS: lock. ARGV: token. */
@@ -147,6 +170,26 @@ static const struct {
 	    "  redis.call('DEL', KEYS[i])\n"
 	    "end\n"
 	    "return deleted\n" },
+	/*
+	 * One step of the guard's flush. KEYS: the guard. ARGV: SCAN cursor,
+	 * pattern, count, the master's replication id. Deletes the keys of
+	 * one SCAN step that have a ttl (entries, locks: what a reader could
+	 * be served, or wait for), not those without (generations, indexes,
+	 * the guard), and sets the guard when the scan is over. {next cursor,
+	 * keys deleted}.
+	 */
+	[SCRIPT_FLUSH] = { "flush",
+	    "local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2],"
+	    " 'COUNT', ARGV[3])\n"
+	    "local n = 0\n"
+	    "for _, k in ipairs(r[2]) do\n"
+	    "  if redis.call('PTTL', k) >= 0 then\n"
+	    "    redis.call('UNLINK', k)\n"
+	    "    n = n + 1\n"
+	    "  end\n"
+	    "end\n"
+	    "if r[1] == '0' then redis.call('SET', KEYS[1], ARGV[4]) end\n"
+	    "return {r[1], n}\n" },
 };
 
 struct kv {
@@ -162,6 +205,22 @@ struct kv {
 	char			 sha[NSCRIPTS][41];
 	unsigned long		 tokens;	/* lease tokens handed out */
 	unsigned long		 failures;	/* kv_fail calls, ever */
+	int			 forced;	/* the operation in hand's */
+	int			 not_ready;	/* it gave up: the guard's flush
+						   is not over (no failure) */
+	/* Sentinels: where ctx is, and whom to ask first next time. */
+	struct kv_hostport	 master;
+	int			 sentinel_next;
+	/* The guard (kv_guard; NULL: none) and ctx's standing with it. */
+	const char		*guard_key;
+	const char		*guard_match;
+	char			 replid[48];	/* ctx's master's; "": unknown */
+	int			 verified;	/* ctx may serve reads and fills */
+	char			 epoch[48];	/* what tickets carry on ctx */
+	char			 cursor[24];	/* the flush's, while !verified */
+	unsigned long		 flushed;	/* keys it deleted so far */
+	double			 flush_start_ms;
+	int			 info_warned;	/* INFO refused: said once */
 };
 
 static int
@@ -297,6 +356,99 @@ bad:
 	return -1;
 }
 
+/*
+ * One "host:port" or "[v6]:port" of REDIS_SENTINELS, len bytes at p. A
+ * host is letters, digits, '.', '-', '_' (a name or IPv4), or what goes
+ * between brackets (hex, ':', '.').
+ */
+static int
+parse_hostport(const char *p, size_t len, struct kv_hostport *hp)
+{
+	const char *end = p + len, *colon, *host = p, *hostend;
+	size_t i;
+
+	if (len > 0 && *p == '[') {
+		host = p + 1;
+		hostend = memchr(host, ']', len - 1);
+		if (hostend == NULL || hostend + 1 == end || hostend[1] != ':')
+			return -1;
+		colon = hostend + 1;
+	} else {
+		colon = NULL;
+		for (i = 0; i < len; i++)
+			if (p[i] == ':')
+				colon = p + i;	/* the last one */
+		hostend = colon;
+	}
+	if (colon == NULL || hostend == host ||
+	    (size_t)(hostend - host) >= sizeof(hp->host))
+		return -1;
+	for (i = 0; host + i < hostend; i++) {
+		char c = host[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+		    c == '_' || (c == ':' && host != p)))
+			return -1;
+	}
+	memcpy(hp->host, host, (size_t)(hostend - host));
+	hp->host[hostend - host] = '\0';
+	return parse_int(colon + 1, (size_t)(end - colon - 1), 1, 65535,
+	    &hp->port);
+}
+
+int
+kv_sentinels_parse(const char *list, const char *master_name,
+    struct kv_url *u, char *err, size_t errlen)
+{
+	const char *seg, *end;
+	size_t i, len;
+
+	u->nsentinels = 0;
+	if (list == NULL || list[0] == '\0')
+		return 0;
+	for (seg = list; ; seg = end + 1) {
+		end = strchr(seg, ',');
+		len = end != NULL ? (size_t)(end - seg) : strlen(seg);
+		if (u->nsentinels == KV_SENTINELS_MAX) {
+			snprintf(err, errlen, "REDIS_SENTINELS: more than %d "
+			    "sentinels", KV_SENTINELS_MAX);
+			return -1;
+		}
+		if (parse_hostport(seg, len, &u->sentinels[u->nsentinels]) ==
+		    -1) {
+			snprintf(err, errlen, "REDIS_SENTINELS must be "
+			    "host:port[,host:port...] (an IPv6 address in "
+			    "brackets), not \"%.*s\" at item %d",
+			    (int)(len > 64 ? 64 : len), seg, u->nsentinels + 1);
+			/* the item is the operator's own text: printable
+			   or cut, and never a password */
+			for (i = 0; err[i] != '\0'; i++)
+				if (err[i] < ' ' || err[i] > '~')
+					err[i] = '?';
+			return -1;
+		}
+		u->nsentinels++;
+		if (end == NULL)
+			break;
+	}
+	len = master_name != NULL ? strlen(master_name) : 0;
+	if (len == 0 || len >= sizeof(u->master_name)) {
+		snprintf(err, errlen, "REDIS_MASTER_NAME must be 1 to %d "
+		    "characters with REDIS_SENTINELS", (int)sizeof(
+		    u->master_name) - 1);
+		return -1;
+	}
+	for (i = 0; i < len; i++)
+		if (master_name[i] <= ' ' || master_name[i] > '~') {
+			snprintf(err, errlen, "REDIS_MASTER_NAME must be "
+			    "printable ASCII without spaces");
+			return -1;
+		}
+	memcpy(u->master_name, master_name, len + 1);
+	return 0;
+}
+
 struct kv *
 kv_new(const struct kv_url *url, int timeout_ms)
 {
@@ -324,6 +476,19 @@ kv_disconnect(struct kv *kv)
 	if (kv->ctx != NULL)
 		redisFree(kv->ctx);
 	kv->ctx = NULL;
+	kv->verified = 0;
+	kv->epoch[0] = '\0';
+}
+
+void
+kv_guard(struct kv *kv, const char *meta_key, const char *match)
+{
+	if (kv->guard_key != NULL)
+		return;
+	kv->guard_key = meta_key;
+	kv->guard_match = match;
+	/* Its handshake did not check the guard: the next one will. */
+	kv_disconnect(kv);
 }
 
 void
@@ -400,13 +565,19 @@ kv_budget(struct kv *kv)
 /*
  * The operation what failed: says why (unless the connect did already),
  * drops the connection, and tells the breaker, logging what changed.
- * Always KV_DOWN. Called once per failed operation, never more.
+ * Always KV_DOWN. Called once per failed operation, never more. An
+ * operation that only gave up because the guard's flush is not over
+ * (not_ready) is no failure: Redis answered, and the connection stays.
  */
 static enum kv_status
 kv_fail(struct kv *kv, const char *what)
 {
 	char msg[128];
 
+	if (kv->not_ready) {
+		kv->not_ready = 0;
+		return KV_DOWN;
+	}
 	kv->failures++;
 	if (kv->ctx != NULL)
 		log_warn("redis: %s: %s", what, log_safe(msg, sizeof(msg),
@@ -443,18 +614,125 @@ kv_keep_error(struct kv *kv, const redisReply *r)
 		kv->lapse = "unexpected reply";
 }
 
+static int
+copy_bulk(char *dst, size_t len, const redisReply *r)
+{
+	if (r->type != REDIS_REPLY_STRING || r->len >= len)
+		return -1;
+	memcpy(dst, r->str, r->len);
+	dst[r->len] = '\0';
+	return 0;
+}
+
 /*
- * AUTH, SELECT and a SCRIPT LOAD per script, sent at once and answered at
- * once: one round trip, whatever the number of scripts.
+ * The value of field name in an INFO reply's text ("name:value\r\n")
+ * into out; 0, or -1 when there is none (or it does not fit).
+ */
+static int
+info_field(const char *info, const char *name, char *out, size_t outlen)
+{
+	size_t nlen = strlen(name), vlen;
+	const char *p;
+
+	for (p = info; p != NULL; p = strchr(p, '\n')) {
+		if (*p == '\n')
+			p++;
+		if (strncmp(p, name, nlen) == 0 && p[nlen] == ':') {
+			p += nlen + 1;
+			vlen = strcspn(p, "\r\n");
+			if (vlen >= outlen)
+				return -1;
+			memcpy(out, p, vlen);
+			out[vlen] = '\0';
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/*
+ * The reply to INFO replication: this must be a master (a replica would
+ * take no fill and no invalidation, and serve what its master may have
+ * deleted since); its replication id into kv->replid. 0, or -1 (lapse
+ * says why). A user whose ACL refuses INFO is let through without
+ * sentinels (one Redis, whose role nothing changes behind our back) with
+ * no replication id, so no guard: said once. With sentinels it is not:
+ * the role check is what makes a stale sentinel's answer harmless.
+ */
+static int
+kv_check_role(struct kv *kv, const redisReply *r)
+{
+	char role[16];
+
+	kv->replid[0] = '\0';
+	if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOPERM", 6) == 0 &&
+	    kv->url->nsentinels == 0) {
+		if (!kv->info_warned++)
+			log_warn("redis: INFO is refused to this user: the "
+			    "master's role and replication id go unchecked, "
+			    "so entries from before a failover or a restart "
+			    "with persistence are not dropped (allow it +info "
+			    "+scan +unlink)");
+		return 0;
+	}
+	if (r->type != REDIS_REPLY_STRING ||
+	    info_field(r->str, "role", role, sizeof(role)) == -1) {
+		kv_keep_error(kv, r);
+		return -1;
+	}
+	if (strcmp(role, "master") != 0) {
+		snprintf(kv->errbuf, sizeof(kv->errbuf), "not the master "
+		    "(role:%s)", role);
+		kv->lapse = kv->errbuf;
+		return -1;
+	}
+	(void)info_field(r->str, "master_replid", kv->replid,
+	    sizeof(kv->replid));
+	return 0;
+}
+
+/*
+ * After the handshake: whether the new connection may serve at once. It
+ * may when there is no guard, when the replication id is unknown (see
+ * kv_check_role), or when the guard holds this master's replication id;
+ * else the guard's flush starts (kv_settle).
+ */
+static void
+kv_standing(struct kv *kv, const char *guard)
+{
+	char msg[160];
+
+	kv->epoch[0] = '\0';
+	kv->verified = kv->guard_key == NULL || kv->replid[0] == '\0' ||
+	    strcmp(guard, kv->replid) == 0;
+	if (kv->verified) {
+		if (kv->guard_key != NULL)
+			memcpy(kv->epoch, kv->replid, sizeof(kv->epoch));
+		return;
+	}
+	memcpy(kv->cursor, "0", 2);
+	kv->flushed = 0;
+	kv->flush_start_ms = clock_ms();
+	snprintf(msg, sizeof(msg), "%s", guard[0] ? guard : "none");
+	log_warn("redis: the cache's entries were written under replication "
+	    "id %s, this master's is %s (a failover, or a restart): dropping "
+	    "them before serving reads", log_safe(msg, sizeof(msg), msg),
+	    kv->replid);
+}
+
+/*
+ * AUTH, SELECT, INFO replication, the guard's value and a SCRIPT LOAD per
+ * script, sent at once and answered at once: one round trip, whatever the
+ * number of scripts.
  */
 static int
 kv_handshake(struct kv *kv)
 {
 	const struct kv_url *u = kv->url;
 	const char *argv[3];
-	char db[8];
+	char db[8], guard[48] = "";
 	redisReply *r;
-	int n = 0, nsetup, i, ok;
+	int n = 0, info_at, guard_at = -1, scripts_at, i, ok;
 
 	if (u->password[0] != '\0') {
 		argv[0] = "AUTH";
@@ -473,7 +751,19 @@ kv_handshake(struct kv *kv)
 			return -1;
 		n++;
 	}
-	nsetup = n;
+	argv[0] = "INFO";
+	argv[1] = "replication";
+	if (redisAppendCommandArgv(kv->ctx, 2, argv, NULL) != REDIS_OK)
+		return -1;
+	info_at = n++;
+	if (kv->guard_key != NULL) {
+		argv[0] = "GET";
+		argv[1] = kv->guard_key;
+		if (redisAppendCommandArgv(kv->ctx, 2, argv, NULL) != REDIS_OK)
+			return -1;
+		guard_at = n++;
+	}
+	scripts_at = n;
 	for (i = 0; i < NSCRIPTS; i++, n++) {
 		argv[0] = "SCRIPT";
 		argv[1] = "LOAD";
@@ -485,57 +775,234 @@ kv_handshake(struct kv *kv)
 		if (kv_budget(kv) == -1 ||
 		    redisGetReply(kv->ctx, (void **)&r) != REDIS_OK)
 			return -1;
-		if (i < nsetup)
+		if (i < info_at)
 			ok = reply_ok(r);
+		else if (i == info_at)
+			ok = kv_check_role(kv, r) == 0;
+		else if (i == guard_at)
+			ok = r->type == REDIS_REPLY_NIL ||
+			    copy_bulk(guard, sizeof(guard), r) == 0;
 		else if ((ok = r->type == REDIS_REPLY_STRING && r->len == 40))
-			memcpy(kv->sha[i - nsetup], r->str, 41);
-		if (!ok)
+			memcpy(kv->sha[i - scripts_at], r->str, 41);
+		if (!ok && kv->lapse == NULL)
 			kv_keep_error(kv, r);
 		freeReplyObject(r);
 		if (!ok)
 			return -1;	/* the connection goes: no need to
 					   read the rest */
 	}
+	kv_standing(kv, guard);
 	return 0;
 }
 
 /*
- * A new connection, set up, within what is left of the budget. 0; or -1,
- * logged, with no connection (the caller's kv_fail counts the failure).
+ * The master's address, from the sentinels (SENTINEL
+ * get-master-addr-by-name), asked in turn from the last one that answered,
+ * into kv->master: 0, or -1 (lapse says why). Each but the last gets half
+ * of what is left of the budget, so one that hangs leaves time for the
+ * next and for the master. Sentinels are asked without a password unless
+ * REDIS_SENTINEL_PASSWORD gives one: Redis's password is not a sentinel's
+ * (Debian's redis-sentinel has none by default), and the answer, an
+ * address, is no secret. What they say is checked anyway: the master must
+ * say it is one (kv_check_role).
+ */
+static int
+kv_discover(struct kv *kv)
+{
+	const struct kv_url *u = kv->url;
+	const struct kv_hostport *s = NULL;
+	const char *argv[3];
+	redisContext *c;
+	redisReply *r;
+	char why[96];
+	int i, k, ms, got, nreq, ok;
+
+	snprintf(kv->errbuf, sizeof(kv->errbuf), "timed out");
+	for (i = 0; i < u->nsentinels; i++) {
+		k = (kv->sentinel_next + i) % u->nsentinels;
+		s = &u->sentinels[k];
+		if ((ms = kv_left_ms(kv)) == 0)
+			break;
+		if (i + 1 < u->nsentinels && ms > 1)
+			ms /= 2;
+		c = redisConnectWithTimeout(s->host, s->port, ms_timeval(ms));
+		snprintf(why, sizeof(why), "%.80s", c == NULL ?
+		    "out of memory" : c->err ? c->errstr : "unexpected reply");
+		ok = 0;
+		nreq = 0;
+		if (c != NULL && c->err == 0 &&
+		    redisSetTimeout(c, ms_timeval(ms)) == REDIS_OK) {
+			if (u->sentinel_password[0] != '\0') {
+				argv[0] = "AUTH";
+				argv[1] = u->sentinel_password;
+				redisAppendCommandArgv(c, 2, argv, NULL);
+				nreq++;
+			}
+			argv[0] = "SENTINEL";
+			argv[1] = "get-master-addr-by-name";
+			argv[2] = u->master_name;
+			redisAppendCommandArgv(c, 3, argv, NULL);
+			nreq++;
+			for (got = 0; got < nreq; got++) {
+				if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+					snprintf(why, sizeof(why), "%.80s",
+					    c->errstr);
+					break;
+				}
+				if (r->type == REDIS_REPLY_ERROR)
+					snprintf(why, sizeof(why), "%.80s",
+					    r->str);
+				else if (got + 1 < nreq)
+					ok = 0;	/* AUTH's OK */
+				else if (r->type == REDIS_REPLY_NIL)
+					snprintf(why, sizeof(why), "knows no "
+					    "master %.60s", u->master_name);
+				else if (r->type == REDIS_REPLY_ARRAY &&
+				    r->elements == 2 &&
+				    copy_bulk(kv->master.host,
+				    sizeof(kv->master.host), r->element[0]) ==
+				    0 && r->element[1]->type ==
+				    REDIS_REPLY_STRING && parse_int(
+				    r->element[1]->str, r->element[1]->len, 1,
+				    65535, &kv->master.port) == 0)
+					ok = 1;
+				freeReplyObject(r);
+			}
+		}
+		redisFree(c);
+		if (ok) {
+			kv->sentinel_next = k;
+			return 0;
+		}
+		snprintf(kv->errbuf, sizeof(kv->errbuf), "sentinel %.30s:%d: "
+		    "%.70s", s->host, s->port, why);
+		log_debug("redis: %s", kv->errbuf);
+	}
+	kv->lapse = kv->errbuf;
+	if (s != NULL)
+		kv->sentinel_next = (kv->sentinel_next + 1) % u->nsentinels;
+	return -1;
+}
+
+/*
+ * A new connection, set up, within what is left of the budget: to the
+ * master the sentinels name, or to REDIS_URL's address. 0; or -1, logged,
+ * with no connection (the caller's kv_fail counts the failure).
  */
 static int
 kv_connect(struct kv *kv)
 {
 	const struct kv_url *u = kv->url;
-	const char *step = "cannot connect";
-	char msg[128];
+	const char *step = "cannot connect", *why;
+	char msg[160], where[512] = "";
 	int ms;
 
-	if ((ms = kv_left_ms(kv)) > 0) {
+	kv->lapse = NULL;
+	if (u->nsentinels > 0 && kv_discover(kv) == -1) {
+		step = "cannot find the master";
+		goto fail;
+	}
+	if ((ms = kv_left_ms(kv)) == 0)
+		goto fail;
+	if (u->nsentinels > 0) {
+		kv->ctx = redisConnectWithTimeout(kv->master.host,
+		    kv->master.port, ms_timeval(ms));
+		snprintf(where, sizeof(where), " to master %s at %s:%d",
+		    u->master_name, kv->master.host, kv->master.port);
+	} else
 		kv->ctx = u->unix_socket
 		    ? redisConnectUnixWithTimeout(u->path, ms_timeval(ms))
 		    : redisConnectWithTimeout(u->host, u->port, ms_timeval(ms));
-		kv->sock_ms = -1;	/* hiredis's, for the connect only */
-		if (kv->ctx != NULL && kv->ctx->err == 0) {
-			step = "cannot set up the connection";
-			if (kv_handshake(kv) == 0) {
-				log_info("redis: connected");
-				return 0;
-			}
+	kv->sock_ms = -1;	/* hiredis's, for the connect only */
+	if (kv->ctx == NULL) {
+		kv->lapse = "out of memory";
+		goto fail;
+	}
+	if (kv->ctx->err == 0) {
+		step = "cannot set up the connection";
+		if (kv_handshake(kv) == 0) {
+			log_info("redis: connected%s", where);
+			return 0;
 		}
 	}
-	log_warn("redis: %s: %s", step, log_safe(msg, sizeof(msg),
-	    ms > 0 && kv->ctx == NULL ? "out of memory" : kv_reason(kv)));
+fail:
+	why = kv->ctx != NULL && kv->ctx->err ? kv_reason(kv) :
+	    kv->lapse != NULL ? kv->lapse : "unexpected reply";
+	log_warn("redis: %s%s: %s", step, where, log_safe(msg, sizeof(msg),
+	    why));
 	kv_disconnect(kv);
 	return -1;
 }
 
 /*
+ * The guard's flush on ctx, in steps, within what is left of the budget
+ * (kv_guard; cache.c says why). 0: ctx may serve; 1: not yet (the budget
+ * is spent, or too little of it is left for the operation itself: no
+ * failure, Redis answered); -1: a failure (the caller's kv_fail).
+ */
+static int
+kv_settle(struct kv *kv)
+{
+	const char *argv[] = { "EVALSHA", kv->sha[SCRIPT_FLUSH], "1",
+		kv->guard_key, kv->cursor, kv->guard_match, FLUSH_BATCH,
+		kv->replid };
+	redisReply *r;
+	int ok;
+
+	while (!kv->verified) {
+		if (kv_left_ms(kv) < kv->timeout_ms / 2 + 1)
+			return 1;
+		if (kv_budget(kv) == -1 ||
+		    redisAppendCommandArgv(kv->ctx, 8, argv, NULL) != REDIS_OK)
+			return -1;
+		if (redisGetReply(kv->ctx, (void **)&r) != REDIS_OK)
+			return -1;
+		ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+		    r->element[1]->type == REDIS_REPLY_INTEGER &&
+		    copy_bulk(kv->cursor, sizeof(kv->cursor), r->element[0]) ==
+		    0;
+		if (ok)
+			kv->flushed += (unsigned long)r->element[1]->integer;
+		else
+			kv_keep_error(kv, r);
+		freeReplyObject(r);
+		if (!ok)
+			return -1;
+		if (strcmp(kv->cursor, "0") == 0) {
+			kv->verified = 1;
+			memcpy(kv->epoch, kv->replid, sizeof(kv->epoch));
+			log_warn("redis: dropped %lu keys of the earlier dataset "
+			    "in %.0f ms; serving reads from the cache again",
+			    kv->flushed, clock_ms() - kv->flush_start_ms);
+		}
+	}
+	/* The operation itself needs some of the budget too. */
+	return kv_left_ms(kv) < kv->timeout_ms / 2 + 1 ? 1 : 0;
+}
+
+/*
+ * A connection made within an operation: settled, if the operation is to
+ * read or fill (not forced). 0, 1 (not ready: not_ready set), -1.
+ */
+static int
+kv_ready(struct kv *kv)
+{
+	int rc;
+
+	if (kv->forced || kv->verified)
+		return 0;
+	if ((rc = kv_settle(kv)) == 1)
+		kv->not_ready = 1;
+	return rc;
+}
+
+/*
  * The start of an operation: 0, with a connection and a fresh budget; or
  * -1 (KV_DOWN for the caller): the breaker or the hold-off said no (at
- * once, nothing tried, nothing counted), or no connection could be made (a
- * failure, counted). forced: an invalidation, which goes whatever they
- * say (see the top of this file).
+ * once, nothing tried, nothing counted), no connection could be made (a
+ * failure, counted), or the guard's flush is not over (not counted).
+ * forced: an invalidation, which goes whatever they say (see the top of
+ * this file), and needs no flush: it only deletes.
  */
 static int
 kv_begin(struct kv *kv, int forced)
@@ -548,8 +1015,15 @@ kv_begin(struct kv *kv, int forced)
 		log_debug("redis: circuit half-open, probing");
 	kv->deadline_ms = now + kv->timeout_ms;
 	kv->lapse = NULL;
-	if (kv->ctx == NULL && kv_connect(kv) == -1) {
-		kv_fail(kv, "connect");
+	kv->forced = forced;
+	kv->not_ready = 0;
+	if ((kv->ctx == NULL && kv_connect(kv) == -1) || kv_ready(kv) == -1) {
+		kv_fail(kv, kv->ctx == NULL ? "connect" : "flush");
+		return -1;
+	}
+	if (kv->not_ready) {
+		kv->not_ready = 0;
+		kv_answered(kv);
 		return -1;
 	}
 	return 0;
@@ -564,6 +1038,18 @@ closed_by_peer(const redisContext *c)
 	    strstr(c->errstr, "pipe") != NULL));
 }
 
+/*
+ * Whether a reply says this is no longer the master: READONLY (a replica
+ * now, a write refused), MASTERDOWN (a replica that lost its master).
+ */
+static int
+not_master(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_ERROR &&
+	    (strncmp(r->str, "READONLY", 8) == 0 ||
+	    strncmp(r->str, "MASTERDOWN", 10) == 0);
+}
+
 /* One command of a round trip. */
 struct kv_cmd {
 	int		 argc;
@@ -573,12 +1059,14 @@ struct kv_cmd {
 
 /*
  * Sends n commands at once and reads their n replies into r: one round
- * trip. -1 (nothing in r) on an I/O error or a timeout.
+ * trip. -1 (nothing in r) on an I/O error or a timeout; 1 (nothing in r,
+ * the first such reply's text in lapse) when a reply says this is not the
+ * master.
  */
 static int
 kv_exchange(struct kv *kv, int n, const struct kv_cmd *c, redisReply **r)
 {
-	int i, got;
+	int i, got, demoted = -1;
 
 	for (i = 0; i < n; i++)
 		if (redisAppendCommandArgv(kv->ctx, c[i].argc, c[i].argv,
@@ -588,37 +1076,50 @@ kv_exchange(struct kv *kv, int n, const struct kv_cmd *c, redisReply **r)
 		if (kv_budget(kv) == -1 ||
 		    redisGetReply(kv->ctx, (void **)&r[got]) != REDIS_OK)
 			break;
-	if (got == n)
+	for (i = 0; i < got && demoted == -1; i++)
+		if (not_master(r[i]))
+			demoted = i;
+	if (got == n && demoted == -1)
 		return 0;
+	if (demoted != -1)
+		kv_keep_error(kv, r[demoted]);
 	for (i = 0; i < got; i++)
 		freeReplyObject(r[i]);
-	return -1;
+	return got == n ? 1 : -1;
 }
 
 /*
  * Runs n commands in one round trip within the operation's budget; -1
- * (the caller calls kv_fail) on an I/O error or a timeout.
+ * (the caller calls kv_fail) on an I/O error, a timeout, or a master
+ * that could not be found again.
+ *
+ * Two things make it connect again at once, within what is left of the
+ * budget, and run the commands there: the connection died while idle
+ * (Redis restarted, or was killed: the first request after a restart is
+ * served from the cache), and a reply saying this is no longer the master
+ * (a failover demoted it: the sentinels name the new one).
  */
 static int
 kv_commands(struct kv *kv, int n, const struct kv_cmd *c, redisReply **r)
 {
 	char msg[128];
+	int rc;
 
 	if (kv_budget(kv) == -1)
 		return -1;
-	if (kv_exchange(kv, n, c, r) == -1) {
-		if (!closed_by_peer(kv->ctx))
+	if ((rc = kv_exchange(kv, n, c, r)) != 0) {
+		if (rc == -1 && !closed_by_peer(kv->ctx))
 			return -1;
-		/*
-		 * The connection died while idle (Redis restarted): one new
-		 * connection at once, in what is left of the budget, so the
-		 * first request after a restart is served from the cache.
-		 */
-		log_info("redis: connection lost (%s), reconnecting",
-		    log_safe(msg, sizeof(msg), kv->ctx->errstr));
+		if (rc == -1)
+			log_info("redis: connection lost (%s), reconnecting",
+			    log_safe(msg, sizeof(msg), kv->ctx->errstr));
+		else
+			log_warn("redis: no longer the master (%s), looking "
+			    "for it again", log_safe(msg, sizeof(msg),
+			    kv->lapse));
 		kv_disconnect(kv);
-		if (kv_connect(kv) == -1 || kv_budget(kv) == -1 ||
-		    kv_exchange(kv, n, c, r) == -1)
+		if (kv_connect(kv) == -1 || kv_ready(kv) != 0 ||
+		    kv_budget(kv) == -1 || kv_exchange(kv, n, c, r) != 0)
 			return -1;
 	}
 	kv_answered(kv);
@@ -685,16 +1186,6 @@ kv_eval(struct kv *kv, enum script s, int forced, int nkeys, int nargs,
 	}
 	*reply = r;
 	return KV_OK;
-}
-
-static int
-copy_bulk(char *dst, size_t len, const redisReply *r)
-{
-	if (r->type != REDIS_REPLY_STRING || r->len >= len)
-		return -1;
-	memcpy(dst, r->str, r->len);
-	dst[r->len] = '\0';
-	return 0;
 }
 
 /*
@@ -783,6 +1274,8 @@ kv_lease(struct kv *kv, const char *key, const char *gen_key,
 		e1 = r->element[1];
 		if (e0->integer != 1 &&
 		    copy_bulk(t->gen, sizeof(t->gen), e1) == 0) {
+			/* the connection it ran on: kv_begin's or a new one */
+			memcpy(t->epoch, kv->epoch, sizeof(t->epoch));
 			t->leased = e0->integer == 2;
 			st = t->leased ? KV_LEASED : KV_BUSY;
 		}
@@ -825,8 +1318,8 @@ kv_fill(struct kv *kv, const char *key, const char *value, size_t len,
     int ttl, const char *index, const char *gen_key, const char *lock_key,
     const struct kv_ticket *t)
 {
-	const char *items[8];
-	size_t lens[8];
+	const char *items[10];
+	size_t lens[10];
 	char ttlbuf[16];
 	int nkeys = 0, n, i;
 	redisReply *r;
@@ -836,6 +1329,11 @@ kv_fill(struct kv *kv, const char *key, const char *value, size_t len,
 	items[nkeys++] = key;
 	items[nkeys++] = gen_key;
 	items[nkeys++] = lock_key;
+	if (t->epoch[0] != '\0') {
+		if (kv->guard_key == NULL)
+			return KV_STALE;	/* cannot be: a guard stays */
+		items[nkeys++] = kv->guard_key;
+	}
 	if (index != NULL)
 		items[nkeys++] = index;
 	n = nkeys;
@@ -843,6 +1341,7 @@ kv_fill(struct kv *kv, const char *key, const char *value, size_t len,
 	items[n++] = ttlbuf;
 	items[n++] = t->gen;
 	items[n++] = t->token;
+	items[n++] = t->epoch;
 	for (i = 0; i < n; i++)
 		lens[i] = items[i] == value ? len : strlen(items[i]);
 	if ((st = kv_eval(kv, SCRIPT_FILL, 0, nkeys, n - nkeys, items, lens,

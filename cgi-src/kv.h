@@ -3,8 +3,9 @@
  * call, a circuit breaker that stops trying a Redis that keeps failing
  * (every call is then KV_DOWN at once; kv.c says when it opens and
  * closes), and the scripts the cache needs (lease, fill, release,
- * invalidate), each one atomic step in Redis. Knows nothing of Postgres,
- * HTTP or JSON.
+ * invalidate), each one atomic step in Redis. Finds the master through
+ * Redis Sentinel when given sentinels, and again after a failover. Knows
+ * nothing of Postgres, HTTP or JSON.
  */
 #ifndef ORDERS_KV_H
 #define ORDERS_KV_H
@@ -14,6 +15,18 @@
 #include "breaker.h"
 #include "buf.h"
 
+#define KV_SENTINELS_MAX	16
+
+struct kv_hostport {
+	char	host[256];
+	int	port;
+};
+
+/*
+ * Where Redis is. With sentinels (nsentinels > 0), host, port and path are
+ * not used: the master's address is asked of the sentinels on every
+ * connect (kv.c); user, password and db still are.
+ */
 struct kv_url {
 	int	unix_socket;	/* 1: path, 0: host and port */
 	char	host[256];
@@ -22,6 +35,10 @@ struct kv_url {
 	char	user[128];	/* "" for the password-only AUTH */
 	char	password[256];	/* "" for none */
 	int	db;
+	int			nsentinels;	/* 0: Redis is at host/path */
+	struct kv_hostport	sentinels[KV_SENTINELS_MAX];
+	char			master_name[128];
+	char			sentinel_password[256];	/* "" for none */
 };
 
 enum kv_status {
@@ -41,6 +58,8 @@ struct kv_ticket {
 	char	gen[24];
 	char	token[32];
 	int	leased;
+	char	epoch[48];	/* the guard's value when it was handed out;
+				   "": no guard (kv_guard) */
 };
 
 /*
@@ -48,6 +67,15 @@ struct kv_ticket {
  * unix:///path?password=...&db=N. 0, or -1 with a reason in err.
  */
 int kv_url_parse(const char *url, struct kv_url *u, char *err, size_t errlen);
+
+/*
+ * REDIS_SENTINELS ("host:port[,host:port...]", an IPv6 host in brackets)
+ * and REDIS_MASTER_NAME into u's sentinels, to be called after
+ * kv_url_parse. list NULL or "" leaves u without sentinels. 0, or -1 with
+ * a reason in err.
+ */
+int kv_sentinels_parse(const char *list, const char *master_name,
+    struct kv_url *u, char *err, size_t errlen);
 
 struct kv;
 
@@ -57,6 +85,20 @@ struct kv;
  */
 struct kv *kv_new(const struct kv_url *url, int timeout_ms);
 void kv_free(struct kv *kv);	/* NULL-safe */
+
+/*
+ * The dataset guard, for a cache whose entries must not outlive the Redis
+ * dataset they were written to (a failover, a restart; cache.c says why
+ * and how). From now on, a connection serves no read and takes no fill
+ * until meta_key holds the replication id of the master it is connected
+ * to: when it does not, every key matching match that has a ttl is
+ * deleted first (in steps, each operation's budget at a time; meanwhile
+ * reads are KV_DOWN), then meta_key is set. Tickets carry the value they
+ * were handed out under, and kv_fill stores nothing under another.
+ * meta_key and match are borrowed and must outlive the handle; match is a
+ * SCAN pattern. Idempotent.
+ */
+void kv_guard(struct kv *kv, const char *meta_key, const char *match);
 
 /*
  * The circuit breaker's state: BREAKER_OPEN or BREAKER_HALF_OPEN while
@@ -96,7 +138,8 @@ enum kv_status kv_peek(struct kv *kv, const char *key, const char *lock_key,
 /*
  * Stores value under key for ttl seconds, and records key in the set index
  * (if not NULL), in one atomic step, but only if gen_key still holds the
- * generation in t (else KV_STALE: a write came after t was handed out).
+ * generation in t and the guard (kv_guard) the value t was handed out
+ * under (else KV_STALE: a write, or a failover, came after t).
  * Releases t's lock either way.
  */
 enum kv_status kv_fill(struct kv *kv, const char *key, const char *value,
