@@ -44,6 +44,8 @@
 #            LISTEN_ADDR (127.0.0.1)  nginx's address (PORT is its port)
 #            UPSTREAM_MAX_FAILS (2) UPSTREAM_FAIL_TIMEOUT (5)  a worker host
 #                         failing that often is left alone that many seconds
+#   REDIS_TLS_CA (the system's CAs)  for REDIS_URL=rediss://...: the CA file
+#                         the Redis server's certificate must chain to
 #   LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS TZ PG*
 #   REDIS_SENTINELS REDIS_MASTER_NAME: passed
 #                         on to the workers when set (and ORDERS_TEST_HOOKS, tests
@@ -101,7 +103,7 @@ unset fd self
 PKGS_RUNTIME=(build-essential pkg-config libfcgi-dev libpq-dev libhiredis-dev
 	libjson-c-dev "nginx-light|nginx-full|nginx-extras|nginx-core|nginx"
 	spawn-fcgi multiwatch postgresql postgresql-client redis-server
-	redis-tools curl util-linux iproute2)
+	redis-tools curl util-linux iproute2 stunnel4 ca-certificates)
 # clang for make fuzz; libFuzzer and clang's sanitizer runtimes are in
 # libclang-rt-14-dev, only a recommend of clang's (skipped here).
 # chromium: the status page's test loads it in a headless browser (with a
@@ -359,12 +361,12 @@ lock_state() {
 # values must stay visible beside them.
 load_state() {
 	S_ROLE='' S_DB_MODE='' S_REDIS_MODE='' S_PG_PORT='' S_PG_PASSWORD=''
-	S_REDIS_PORT='' S_REDIS_PASSWORD='' S_REDIS_APP_PASSWORD=''
+	S_REDIS_PORT='' S_REDIS_PASSWORD='' S_REDIS_APP_PASSWORD='' S_TUNNEL_PORT=''
 	local k v
 	if [[ -r $STATE_FILE ]]; then
 		while IFS='=' read -r k v; do
 			case $k in
-			ROLE|DB_MODE|REDIS_MODE|PG_PORT|PG_PASSWORD|REDIS_PORT|REDIS_PASSWORD|REDIS_APP_PASSWORD)
+			ROLE|DB_MODE|REDIS_MODE|PG_PORT|PG_PASSWORD|REDIS_PORT|REDIS_PASSWORD|REDIS_APP_PASSWORD|TUNNEL_PORT)
 				printf -v "S_$k" '%s' "$v" ;;
 			esac
 		done <"$STATE_FILE"
@@ -392,7 +394,7 @@ save_state() {
 		"ROLE=$S_ROLE" "DB_MODE=$S_DB_MODE" "REDIS_MODE=$S_REDIS_MODE" \
 		"PG_PORT=$S_PG_PORT" "PG_PASSWORD=$S_PG_PASSWORD" \
 		"REDIS_PORT=$S_REDIS_PORT" "REDIS_PASSWORD=$S_REDIS_PASSWORD" \
-		"REDIS_APP_PASSWORD=$S_REDIS_APP_PASSWORD")
+		"REDIS_APP_PASSWORD=$S_REDIS_APP_PASSWORD" "TUNNEL_PORT=$S_TUNNEL_PORT")
 }
 
 write_env_file() {
@@ -922,7 +924,7 @@ worker_extra_saved() {
 # sums the whole deployment whichever worker answers.
 pool_env() {
 	POOL_ENV=(PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8
-		"DATABASE_URL=$DATABASE_URL" "REDIS_URL=$REDIS_URL"
+		"DATABASE_URL=$DATABASE_URL" "REDIS_URL=$(worker_redis_url)"
 		"CACHE_TTL=$CACHE_TTL" "CACHE_PREFIX=$CACHE_PREFIX"
 		"METRICS_FILE=$RUN_DIR/metrics"
 		${POOL_EXTRA[@]+"${POOL_EXTRA[@]}"})
@@ -1156,6 +1158,124 @@ invalidator_stop() {
 	# within a second (its longest wait).
 	stop_proc invalidator "$pid" multiwatch TERM
 	rm -f -- "$INVALIDATOR_PIDFILE"
+}
+
+# ---------------------------------------------------------------- TLS to Redis
+
+# REDIS_URL=rediss://[user:password@]host:port[/db] (a managed Redis):
+# Debian 12's hiredis has no TLS, so the workers and the invalidator reach
+# it through a local stunnel in client mode.  They connect in plain text to
+# 127.0.0.1:TUNNEL_PORT (loopback only; Redis still asks for the password),
+# and stunnel to host:port over TLS, checking the server's certificate
+# against REDIS_TLS_CA (default: the system's CAs) and that it names host
+# (checkHost, or checkIP for an address).  multiwatch keeps stunnel
+# running, as it does the invalidator; RUN_DIR/tunnel.pid names that
+# multiwatch.
+
+is_tls_redis() { [[ $REDIS_URL == rediss://* ]]; }
+
+# tls_redis_target: "host port" of REDIS_URL (rediss://).
+tls_redis_target() {
+	local rest=${REDIS_URL#rediss://}
+	rest=${rest##*@}
+	rest=${rest%%/*}
+	[[ $rest =~ ^([A-Za-z0-9.-]+):([1-9][0-9]{0,4})$ ]] ||
+		die "REDIS_URL: rediss://[user:password@]host:port[/db] expected (host:port: $rest)"
+	printf '%s %s' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+}
+
+# worker_redis_url: REDIS_URL as the workers use it: for rediss://, the same
+# user, password and db through the tunnel.
+worker_redis_url() {
+	if ! is_tls_redis; then
+		printf '%s' "$REDIS_URL"
+		return 0
+	fi
+	local rest=${REDIS_URL#rediss://} auth='' path=''
+	[[ $rest == *@* ]] && auth=${rest%@*}@ && rest=${rest##*@}
+	[[ $rest == */* ]] && path=/${rest#*/}
+	printf 'redis://%s127.0.0.1:%s%s' "$auth" "$S_TUNNEL_PORT" "$path"
+}
+
+tunnel_watch_pid() {
+	local pid
+	pid=$(read_file "$RUN_DIR/tunnel.pid")
+	proc_alive "$pid" multiwatch && printf '%s' "$pid"
+}
+
+tunnel_pid() {
+	local watch kid
+	watch=$(tunnel_watch_pid) || return 1
+	kid=$(proc_children "$watch" | head -n 1)
+	[[ -n $kid ]] && printf '%s' "$kid"
+}
+
+# tunnel_start: the stunnel of a rediss:// REDIS_URL, unless it runs;
+# returns once it accepts connections.
+tunnel_start() {
+	local host port ca check pid deadline runas=() conf=$RUN_DIR/stunnel.conf
+	is_tls_redis || return 0
+	if pid=$(tunnel_pid); then
+		msg "tunnel: running (pid $pid, 127.0.0.1:$S_TUNNEL_PORT to ${REDIS_URL##*@})"
+		return 0
+	fi
+	command -v stunnel4 >/dev/null || die "REDIS_URL is rediss:// and stunnel4 is missing: ./deploy.sh deps"
+	host=$(tls_redis_target)
+	port=${host#* } host=${host% *}
+	ca=${REDIS_TLS_CA:-/etc/ssl/certs/ca-certificates.crt}
+	[[ -r $ca ]] || die "REDIS_TLS_CA: cannot read $ca"
+	# stunnel runs as www-data, who may not reach the caller's file
+	cp -- "$ca" "$RUN_DIR/redis-ca.pem"
+	chmod 0644 "$RUN_DIR/redis-ca.pem"
+	if [[ $host =~ $IPV4_RE ]]; then
+		check=("checkIP = $host")
+	else
+		check=("checkHost = $host" "sni = $host")
+	fi
+	write_file "$conf" \
+		"; written by deploy.sh: the TLS tunnel to REDIS_URL's Redis" \
+		"foreground = yes" "pid =" "syslog = no" "debug = notice" \
+		"[redis]" "client = yes" \
+		"accept = 127.0.0.1:$S_TUNNEL_PORT" "connect = $host:$port" \
+		"verifyChain = yes" "CAfile = $RUN_DIR/redis-ca.pem" "${check[@]}" \
+		"TIMEOUTconnect = 5"
+	chmod 0644 "$conf"
+	(( IS_ROOT )) && runas=(setpriv --reuid=www-data --regid=www-data --init-groups --)
+	(cd / && exec env -i PATH=/usr/bin:/bin setsid ${runas[@]+"${runas[@]}"} \
+		/usr/bin/multiwatch -f 1 -r 10 -t 1000 -- /usr/bin/stunnel4 "$conf") \
+		>>"$LOG_DIR/tunnel.log" 2>&1 </dev/null 9>&- &
+	pid=$!
+	write_file "$RUN_DIR/tunnel.pid" "$pid"
+	deadline=$(( SECONDS + START_TIMEOUT ))
+	while (( SECONDS < deadline )); do
+		tunnel_pid >/dev/null && port_in_use "$S_TUNNEL_PORT" && break
+		any_alive "$pid" || break
+		sleep 0.1
+	done
+	if ! tunnel_pid >/dev/null || ! port_in_use "$S_TUNNEL_PORT"; then
+		tail -n 20 "$LOG_DIR/tunnel.log" >&2 || true
+		tunnel_stop
+		die "the TLS tunnel to Redis did not start (log: $LOG_DIR/tunnel.log)"
+	fi
+	msg "tunnel: started (pid $(tunnel_pid), 127.0.0.1:$S_TUNNEL_PORT to $host:$port over TLS)"
+}
+
+# tunnel_stop: multiwatch passes a first TERM on as USR1, which stunnel
+# takes as "reopen the log"; the second is passed on as TERM.
+tunnel_stop() {
+	local pid kids
+	pid=$(tunnel_watch_pid) || { rm -f -- "$RUN_DIR/tunnel.pid"; return 0; }
+	kids=$(proc_children "$pid")
+	msg "tunnel: stopping (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	sleep 0.2
+	kill -TERM "$pid" 2>/dev/null || true
+	# shellcheck disable=SC2086
+	if ! wait_gone "$STOP_TIMEOUT" "$pid" $kids; then
+		# shellcheck disable=SC2086
+		kill -KILL "$pid" $kids 2>/dev/null || true
+	fi
+	rm -f -- "$RUN_DIR/tunnel.pid"
 }
 
 # ---------------------------------------------------------------- nginx
@@ -1417,6 +1537,9 @@ ensure_local_credentials() {
 	if [[ $REDIS_MODE == local && -z $S_REDIS_APP_PASSWORD ]]; then
 		S_REDIS_APP_PASSWORD=$(randhex)
 	fi
+	if [[ $REDIS_URL == rediss://* && -z $S_TUNNEL_PORT ]]; then
+		S_TUNNEL_PORT=$(pick_port "$PORT" "$S_PG_PORT" "$S_REDIS_PORT")
+	fi
 	[[ $DB_MODE == local ]] && DATABASE_URL=$(local_db_url)
 	REDIS_ADMIN_URL=''
 	if [[ $REDIS_MODE == local ]]; then
@@ -1542,6 +1665,7 @@ up_backend() {
 		redis_start
 	else
 		msg "redis: external (REDIS_URL is not the local one: not starting Redis)"
+		tunnel_start
 	fi
 	write_env_file
 
@@ -1621,6 +1745,7 @@ cmd_stop() {
 	pool_retire_all
 	rm -f -- "$(pool_link)"
 	invalidator_stop
+	tunnel_stop
 	redis_stop
 	pg_stop
 	msg "stopped"
@@ -1656,6 +1781,9 @@ cmd_status() {
 	fi
 	if [[ $redis_mode == external ]]; then
 		echo "redis - external"
+		if [[ -f $RUN_DIR/stunnel.conf ]]; then
+			if pid=$(tunnel_pid); then echo "tunnel $pid running"; else echo "tunnel - stopped"; ok=1; fi
+		fi
 	elif pid=$(redis_pid); then
 		echo "redis $pid running"
 	else
