@@ -649,7 +649,8 @@ tutorial_table() {
   say "repetition $r of $REPS: tutorial round T$r (bench/tutorial/app.py, uvicorn, $POOL_N workers, wrk straight to it), after S$r"
   tutorial_stats "$r" | stats_table "service / tutorial"
   say "  service / tutorial: S$r's req/s over T$r's (S$r's in parentheses); errors include timeouts (wrk: 10 s);"
-  say "  redis RT: the app's connect and AUTH included (a new connection per request); redis cmd: AUTH left out"
+  say "  redis RT: the app's connect and AUTH included (a new connection per request); redis cmd: AUTH left out;"
+  say "  both per request wrk counted: the slow cases' requests still running when wrk stops add to them"
   say "  tutorial app RSS after T$r: ${RSS_TUTORIAL[$r]}"
 }
 
@@ -923,7 +924,7 @@ main_table() {
   say "worker RSS after the accounting: $(rss_line)"
   say ""
   say "Redis per request, by command (INFO commandstats over the measured runs of repetition 1; a script's"
-  say "commands counted as well as its EVALSHA; tutorial: the tutorial app's, its AUTH left out):"
+  say "commands counted as well as its EVALSHA$( ((TUTORIAL)) && echo "; tutorial: the tutorial app's, its AUTH left out")):"
   awk -F'\t' '$1 == "S1" || $1 == "F1" || $1 == "T1" {
     printf "  %-18s %3s  RT %s  %s\n", ($1 == "T1" ? "tutorial " : "") $2, $3, $8, $10 }' "$RESULTS" | tee -a "$T/report.txt"
   plot
@@ -940,7 +941,8 @@ say "make bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 
 say "  wrk -t2 --latency, connections: $CONNS; floors and service through the same nginx"
 ((MAIN)) && say "  main table: $ROWS orders, $NWORKERS workers, ${SECS}s per case, $REPS repetitions"
 ((TUTORIAL)) && say "  tutorial rounds: bench/tutorial/app.py under uvicorn $("$TUTORIAL_PY" -c 'import uvicorn; print(uvicorn.__version__)' 2>/dev/null)" \
-  "(asyncio, h11), $NWORKERS workers, straight from wrk (no nginx: that favours it)"
+  "(asyncio, h11; TCP_NODELAY as with one process: bench/tutorial/serve.py), $NWORKERS workers," \
+  "straight from wrk (no nginx: that favours it)"
 say "  sweeps: ${SWEEPS:-none}$([[ -n $SWEEPS ]] && echo ", ${SWEEP_SECS}s per case")"
 if ((MAIN)) || has_sweep workers; then
   stack_start "$ROWS"
