@@ -562,6 +562,14 @@ kv_budget(struct kv *kv)
 	return 0;
 }
 
+/* Redis answered: the breaker closes, if it was not. */
+static void
+kv_answered(struct kv *kv)
+{
+	if (breaker_success(&kv->breaker) == BREAKER_RECLOSED)
+		log_info("redis: circuit closed");
+}
+
 /*
  * The operation what failed: says why (unless the connect did already),
  * drops the connection, and tells the breaker, logging what changed.
@@ -576,6 +584,7 @@ kv_fail(struct kv *kv, const char *what)
 
 	if (kv->not_ready) {
 		kv->not_ready = 0;
+		kv_answered(kv);
 		return KV_DOWN;
 	}
 	kv->failures++;
@@ -587,14 +596,6 @@ kv_fail(struct kv *kv, const char *what)
 		log_warn("redis: circuit open for %d ms after %d failures",
 		    kv->breaker.open_ms, kv->breaker.failures);
 	return KV_DOWN;
-}
-
-/* Redis answered: the breaker closes, if it was not. */
-static void
-kv_answered(struct kv *kv)
-{
-	if (breaker_success(&kv->breaker) == BREAKER_RECLOSED)
-		log_info("redis: circuit closed");
 }
 
 static int
@@ -700,7 +701,7 @@ kv_check_role(struct kv *kv, const redisReply *r)
 static void
 kv_standing(struct kv *kv, const char *guard)
 {
-	char msg[160];
+	char msg[64], msg2[64];
 
 	kv->epoch[0] = '\0';
 	kv->verified = kv->guard_key == NULL || kv->replid[0] == '\0' ||
@@ -713,11 +714,10 @@ kv_standing(struct kv *kv, const char *guard)
 	memcpy(kv->cursor, "0", 2);
 	kv->flushed = 0;
 	kv->flush_start_ms = clock_ms();
-	snprintf(msg, sizeof(msg), "%s", guard[0] ? guard : "none");
 	log_warn("redis: the cache's entries were written under replication "
 	    "id %s, this master's is %s (a failover, or a restart): dropping "
-	    "them before serving reads", log_safe(msg, sizeof(msg), msg),
-	    kv->replid);
+	    "them before serving reads", guard[0] ? log_safe(msg, sizeof(msg),
+	    guard) : "none", log_safe(msg2, sizeof(msg2), kv->replid));
 }
 
 /*
@@ -971,7 +971,7 @@ kv_settle(struct kv *kv)
 		if (strcmp(kv->cursor, "0") == 0) {
 			kv->verified = 1;
 			memcpy(kv->epoch, kv->replid, sizeof(kv->epoch));
-			log_warn("redis: dropped %lu keys of the earlier dataset "
+			log_info("redis: dropped %lu keys of the earlier dataset "
 			    "in %.0f ms; serving reads from the cache again",
 			    kv->flushed, clock_ms() - kv->flush_start_ms);
 		}
