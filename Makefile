@@ -35,7 +35,7 @@ obj	= $(1:%=$(BUILD)/obj/%.o)
 PURE	= buf valid query order route cache breaker kv log config keys etag metrics
 UNIT	= $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all check test clean deps asan fuzz fuzz-build faults soak
+.PHONY: all check test clean deps asan fuzz fuzz-build faults soak test-cluster
 
 all: $(BUILD)/orders-worker $(BUILD)/orders-invalidator
 
@@ -85,6 +85,14 @@ soak: all
 	@./deploy.sh deps --check --test >/dev/null 2>&1 || ./deploy.sh deps --test
 	@command -v valgrind >/dev/null || { echo "make soak needs valgrind: apt-get install valgrind" >&2; exit 1; }
 	@tests/run-integration.sh --suite soak
+
+# Several machines in network namespaces (needs root): two worker hosts, an
+# edge, a Postgres primary and streaming replica, a Redis master, replica
+# and three sentinels; under load through a worker host cut off, a Redis
+# master killed and replay paused on the replica (tests/cluster/).
+test-cluster: all
+	@./deploy.sh deps --check --test >/dev/null 2>&1 || ./deploy.sh deps --test
+	@tests/cluster/run-cluster.sh
 
 deps:
 	./deploy.sh deps --test

@@ -44,6 +44,8 @@
 #            LISTEN_ADDR (127.0.0.1)  nginx's address (PORT is its port)
 #            UPSTREAM_MAX_FAILS (2) UPSTREAM_FAIL_TIMEOUT (5)  a worker host
 #                         failing that often is left alone that many seconds
+#   RATE_LIMIT_EXEMPT     addresses or CIDRs nginx does not rate-limit (a load
+#                         balancer in front, which must limit clients itself)
 #   REDIS_TLS_CA (the system's CAs)  for REDIS_URL=rediss://...: the CA file
 #                         the Redis server's certificate must chain to
 #   LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS TZ PG*
@@ -373,7 +375,7 @@ load_state() {
 	fi
 	local vars=(DATABASE_URL REDIS_URL PORT CACHE_TTL CACHE_PREFIX
 		WORKER_LISTEN EDGE_ADDRS WORKER_HOSTS LISTEN_ADDR
-		UPSTREAM_MAX_FAILS UPSTREAM_FAIL_TIMEOUT)
+		UPSTREAM_MAX_FAILS UPSTREAM_FAIL_TIMEOUT RATE_LIMIT_EXEMPT)
 	for v in "${vars[@]}"; do printf -v "F_$v" '%s' ''; done
 	if [[ -r $ENV_FILE ]]; then
 		# Sourced in a subshell that starts without those variables, and
@@ -410,6 +412,7 @@ write_env_file() {
 		${EDGE_ADDRS:+"export EDGE_ADDRS=$(sq "$EDGE_ADDRS")"} \
 		${WORKER_HOSTS:+"export WORKER_HOSTS=$(sq "$WORKER_HOSTS")"} \
 		${LISTEN_ADDR:+"export LISTEN_ADDR=$(sq "$LISTEN_ADDR")"} \
+		${RATE_LIMIT_EXEMPT:+"export RATE_LIMIT_EXEMPT=$(sq "$RATE_LIMIT_EXEMPT")"} \
 		${UPSTREAM_MAX_FAILS:+"export UPSTREAM_MAX_FAILS=$UPSTREAM_MAX_FAILS"} \
 		${UPSTREAM_FAIL_TIMEOUT:+"export UPSTREAM_FAIL_TIMEOUT=$UPSTREAM_FAIL_TIMEOUT"} \
 		"export STATE_DIR=$(sq "$STATE_DIR")")
@@ -1303,6 +1306,13 @@ nginx_upstream() {
 	printf '%s }' "$line"
 }
 
+# limit_exempt_lines: the geo entries of RATE_LIMIT_EXEMPT, on one line.
+limit_exempt_lines() {
+	local a line=''
+	for a in ${RATE_LIMIT_EXEMPT//,/ }; do line+="$a 1; "; done
+	printf '%s' "$line"
+}
+
 # nginx_conf_text SOCK: the template, filled in.
 nginx_conf_text() {
 	local user_line=''
@@ -1312,6 +1322,7 @@ nginx_conf_text() {
 		-e "s|@RUN_DIR@|$RUN_DIR|g" \
 		-e "s|@LOG_DIR@|$LOG_DIR|g" \
 		-e "s|@USER_LINE@|$user_line|g" \
+		-e "s|@LIMIT_EXEMPT@|$(limit_exempt_lines)|g" \
 		-e "s|@PID@|$NGINX_PID|g" \
 		"$REPO/nginx/orders.conf.in"
 }
@@ -1492,6 +1503,11 @@ resolve_role_settings() {
 	local h a hosts=()
 	LISTEN_ADDR=${LISTEN_ADDR:-${F_LISTEN_ADDR:-127.0.0.1}}
 	[[ $LISTEN_ADDR =~ $IPV4_RE ]] || die "LISTEN_ADDR must be an IPv4 address: $LISTEN_ADDR"
+	RATE_LIMIT_EXEMPT=${RATE_LIMIT_EXEMPT:-$F_RATE_LIMIT_EXEMPT}
+	for a in ${RATE_LIMIT_EXEMPT//,/ }; do
+		[[ $a =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}(/[0-9]{1,2})?$ ]] ||
+			die "RATE_LIMIT_EXEMPT: not an IPv4 address or CIDR: $a"
+	done
 	case $ROLE in
 	worker)
 		[[ $DB_MODE == external && $REDIS_MODE == external ]] ||
