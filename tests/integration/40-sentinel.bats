@@ -372,3 +372,48 @@ reads_until_hits() {
     flunk "workers.log does not say the entries of the earlier dataset were dropped"
   swap_roles
 }
+
+@test "sentinel: SENTINEL FAILOVER (the master demoted, not killed): reads stay 200, the workers move, a write after it invalidates on the new master" {
+  linked "$SN_R" && sentinels_agree "$SN_M" ||
+    flunk "not set up: master $SN_M with its replica $SN_R linked, and the sentinels agreeing (did the test before fail?)" "$(sn_logs)" || return 1
+  c=$(fresh_c)
+  want_body='{"count":0}'
+  reads_until_hits 5 2 "/orders/count?customerid=$c" || flunk "no HIT before the failover: $tally"
+  log_from=$(($(workers_log | wc -l) + 1))
+  [[ $(sn_scli "${SN_SENTINELS[0]}" SENTINEL FAILOVER "$SN_NAME") == OK ]] ||
+    flunk "SENTINEL FAILOVER was refused" "$(sn_logs)"
+  old_m=$SN_M
+  # Reads all along, until the old master says it is a replica: every one
+  # 200 with the count.
+  start=$EPOCHREALTIME
+  nbad='' n=0
+  while ! [[ $(sn_rcli "$old_m" ROLE | head -1) == slave ]]; do
+    sget "/orders/count?customerid=$c"
+    n=$((n + 1))
+    [[ $status_code == 200 && $body == "$want_body" ]] || nbad+="$status_code $body; "
+    awk -v e="$(elapsed_since "$start")" 'BEGIN { exit !(e >= 15) }' &&
+      flunk "the old master $old_m is not a replica 15 s after SENTINEL FAILOVER" "$(sn_logs)"
+    sleep 0.05
+  done
+  [[ -z $nbad ]] || flunk "bad answers while the master was demoted: $nbad"
+  reads_until_hits 10 6 "/orders/count?customerid=$c" ||
+    flunk "no 6 HITs in a row within 10 s of the demotion: $tally" "$(sn_logs)"
+  [[ -z $bad ]] || flunk "bad answers after the failover: $bad" "$(sn_logs)"
+  echo "# SENTINEL FAILOVER: $n reads until the old master was demoted, then 6 HITs in a row after $took s; answers: $tally" >&3
+  names_master "$SN_R" || flunk "the sentinels do not name $SN_R as the master" "$(sn_logs)"
+  # both workers left the old master for the new one
+  moved=$(workers_log | tail -n +"$log_from" | grep -c "redis: connected to master $SN_NAME at 127.0.0.1:$SN_R\"")
+  ((moved >= 2)) || flunk "$moved workers logged connecting to the new master $SN_R (want 2)" "$(workers_log | tail -n +"$log_from" | grep redis)"
+  SN_M=$SN_R SN_R=$old_m
+  sn_save SN_M "$SN_M"
+  sn_save SN_R "$SN_R"
+  sn_wait 15 linked "$SN_R" || flunk "the old master $SN_R is not a linked replica of $SN_M" "$(sn_logs)"
+  # A write now: its invalidation must reach the new master, whichever
+  # connection the worker held before.
+  BASE=http://127.0.0.1:$SN_HTTP post_json "{\"customerid\": $c, \"netamount\": 10, \"tax\": 1}" --max-time 10
+  assert_status 201
+  want_body='{"count":1}'
+  reads_until_hits 5 4 "/orders/count?customerid=$c" ||
+    flunk "no 4 HITs in a row of the new count within 5 s: $tally; $bad" "$(sn_logs)"
+  [[ -z $bad ]] || flunk "stale or failed answers after the write: $bad" "$(sn_logs)"
+}
