@@ -176,9 +176,11 @@ static const struct {
 	 * one SCAN step that have a ttl (entries, locks: what a reader could
 	 * be served, or wait for), not those without (generations, indexes,
 	 * the guard), and sets the guard when the scan is over. {next cursor,
-	 * keys deleted}.
+	 * keys deleted}. Over at once when the guard holds the id already:
+	 * another process's scan ended, and it saw every key ours would.
 	 */
 	[SCRIPT_FLUSH] = { "flush",
+	    "if redis.call('GET', KEYS[1]) == ARGV[4] then return {'0', 0} end\n"
 	    "local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2],"
 	    " 'COUNT', ARGV[3])\n"
 	    "local n = 0\n"
@@ -714,10 +716,13 @@ kv_standing(struct kv *kv, const char *guard)
 	memcpy(kv->cursor, "0", 2);
 	kv->flushed = 0;
 	kv->flush_start_ms = clock_ms();
-	log_warn("redis: the cache's entries were written under replication "
-	    "id %s, this master's is %s (a failover, or a restart): dropping "
-	    "them before serving reads", guard[0] ? log_safe(msg, sizeof(msg),
-	    guard) : "none", log_safe(msg2, sizeof(msg2), kv->replid));
+	/* No guard at all: a new Redis, or one the guard never ran on. */
+	log_msg(guard[0] ? LOG_WARN : LOG_INFO, "redis: the cache's "
+	    "entries were written under replication id %s, this master's is "
+	    "%s (a failover, or a restart): dropping them before serving "
+	    "reads",
+	    guard[0] ? log_safe(msg, sizeof(msg), guard) : "none",
+	    log_safe(msg2, sizeof(msg2), kv->replid));
 }
 
 /*
