@@ -49,7 +49,7 @@
 #   REDIS_TLS_CA (the system's CAs)  for REDIS_URL=rediss://...: the CA file
 #                         the Redis server's certificate must chain to
 #   LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS TZ PG*
-#   REDIS_SENTINELS REDIS_MASTER_NAME: passed
+#   REDIS_SENTINELS REDIS_MASTER_NAME DATABASE_POOL_MODE: passed
 #                         on to the workers when set (and ORDERS_TEST_HOOKS, tests
 #                         only; ASAN_OPTIONS UBSAN_OPTIONS, for a sanitizer build)
 # Each setting is taken from the environment, else from STATE_DIR/env (what
@@ -901,7 +901,7 @@ pool_pid() {
 # are kept in STATE_DIR/worker.env (0600) when a pool starts, so that the
 # pools "scale" starts later get the same.
 WORKER_PASSTHROUGH=(LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS ORDERS_TEST_HOOKS TZ
-	REDIS_SENTINELS REDIS_MASTER_NAME
+	REDIS_SENTINELS REDIS_MASTER_NAME DATABASE_POOL_MODE DATABASE_DIRECT_URL
 	ASAN_OPTIONS UBSAN_OPTIONS)
 
 # worker_extra_from_env: POOL_EXTRA from our environment, saved.
@@ -1112,6 +1112,17 @@ invalidator_pid() {
 	[[ -n $kid ]] && printf '%s' "$kid"
 }
 
+# invalidator_db_url: INV_DB, the invalidator's DATABASE_URL when it is not
+# the workers': DATABASE_DIRECT_URL, as the pool got it (POOL_EXTRA).
+invalidator_db_url() {
+	local e
+	INV_DB=()
+	for e in ${POOL_EXTRA[@]+"${POOL_EXTRA[@]}"}; do
+		[[ $e == DATABASE_DIRECT_URL=?* ]] && INV_DB=("DATABASE_URL=${e#*=}")
+	done
+	return 0
+}
+
 # invalidator_start: start it unless it runs; returns once it does.  Uses
 # POOL_EXTRA (LOG_LEVEL & co.), as the pool got it.
 invalidator_start() {
@@ -1121,7 +1132,10 @@ invalidator_start() {
 		return 0
 	fi
 	pool_env
-	if ! out=$(env -i "${POOL_ENV[@]}" "$INVALIDATOR_BIN" --check 2>&1); then
+	# LISTEN needs a session of its own: behind a pooler in transaction
+	# mode (DATABASE_POOL_MODE), Postgres itself, DATABASE_DIRECT_URL.
+	invalidator_db_url
+	if ! out=$(env -i "${POOL_ENV[@]}" ${INV_DB[@]+"${INV_DB[@]}"} "$INVALIDATOR_BIN" --check 2>&1); then
 		printf '%s\n' "$out" >&2
 		die "$INVALIDATOR_BIN --check failed: not starting the invalidator"
 	fi
@@ -1132,7 +1146,7 @@ invalidator_start() {
 	# -r 10 -t 1000: a child that dies within a second of its start is
 	# tried again at most 10 times.  Its default stop signal, SIGUSR1, is
 	# one the invalidator takes as "stop" (no -s: see pool_start).
-	(cd / && exec env -i "${POOL_ENV[@]}" setsid ${runas[@]+"${runas[@]}"} \
+	(cd / && exec env -i "${POOL_ENV[@]}" ${INV_DB[@]+"${INV_DB[@]}"} setsid ${runas[@]+"${runas[@]}"} \
 		/usr/bin/multiwatch -f 1 -r 10 -t 1000 -- "$bin") \
 		>>"$LOG_DIR/invalidator.log" 2>&1 </dev/null 9>&- &
 	pid=$!

@@ -31,7 +31,8 @@ app_init(struct app *app, const struct config *cfg)
 {
 	memset(app, 0, sizeof(*app));
 	app->cfg = cfg;
-	app->db = db_new(cfg->database_url, cfg->statement_timeout_ms);
+	app->db = db_new(cfg->database_url, cfg->statement_timeout_ms,
+	    cfg->database_pooled);
 	app->kv = kv_new(&cfg->redis, cfg->redis_timeout_ms);
 	if (app->db == NULL || app->kv == NULL) {
 		app_free(app);

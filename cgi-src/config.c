@@ -41,11 +41,19 @@ env_int(const char *name, int fallback, int lo, int hi, int *out, char *err,
 int
 config_load(struct config *cfg, char *err, size_t errlen)
 {
-	const char *level, *sentinel_password;
+	const char *level, *sentinel_password, *pool_mode;
 	size_t i;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->database_url = env_or("DATABASE_URL", DEFAULT_DATABASE_URL);
+	pool_mode = env_or("DATABASE_POOL_MODE", "session");
+	if (strcmp(pool_mode, "transaction") == 0)
+		cfg->database_pooled = 1;
+	else if (strcmp(pool_mode, "session") != 0) {
+		snprintf(err, errlen, "DATABASE_POOL_MODE must be session or "
+		    "transaction");
+		return -1;
+	}
 	if (kv_url_parse(env_or("REDIS_URL", DEFAULT_REDIS_URL), &cfg->redis,
 	    err, errlen) == -1 ||
 	    kv_sentinels_parse(getenv("REDIS_SENTINELS"),

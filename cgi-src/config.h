@@ -15,6 +15,12 @@
 struct config {
 	const char	*database_url;	/* from the environment, not copied */
 	/*
+	 * DATABASE_POOL_MODE=transaction: DATABASE_URL is a pooler in
+	 * transaction mode (PgBouncer): no session state, no named prepared
+	 * statements (db.h). "session" (the default): a server connection.
+	 */
+	int		 database_pooled;
+	/*
 	 * REDIS_URL; with REDIS_SENTINELS, REDIS_MASTER_NAME (default
 	 * "orders") and REDIS_SENTINEL_PASSWORD, the master is the one the
 	 * sentinels name, and REDIS_URL gives only the password and the db.

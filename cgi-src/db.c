@@ -16,6 +16,7 @@
 struct db {
 	const char	*conninfo;	/* borrowed from the configuration */
 	int		 timeout_ms;
+	int		 pooled;	/* behind a transaction pooler */
 	PGconn		*conn;		/* NULL while disconnected */
 	int		 timed_out;	/* the last statement hit its deadline */
 	unsigned	 prepared;	/* bit i: prepared[i] is, on conn */
@@ -92,7 +93,7 @@ static const char *const prepared[] = {
 #define NPREPARED	((int)(sizeof(prepared) / sizeof(prepared[0])))
 
 struct db *
-db_new(const char *conninfo, int statement_timeout_ms)
+db_new(const char *conninfo, int statement_timeout_ms, int pooled)
 {
 	struct db *db;
 
@@ -100,6 +101,7 @@ db_new(const char *conninfo, int statement_timeout_ms)
 		return NULL;
 	db->conninfo = conninfo;
 	db->timeout_ms = statement_timeout_ms;
+	db->pooled = pooled;
 	return db;
 }
 
@@ -196,6 +198,12 @@ db_connect(struct db *db)
 		db_disconnect(db);
 		return -1;
 	}
+	db->prepared = 0;
+	if (db->pooled) {
+		/* a session setting would land on someone else's session */
+		log_info("postgres: connected, through a transaction pooler");
+		return 0;
+	}
 	snprintf(setting, sizeof(setting), "%d", db->timeout_ms);
 	param[0] = setting;
 	if (!PQsendQueryParams(db->conn,
@@ -210,7 +218,6 @@ db_connect(struct db *db)
 		goto fail;
 	}
 	PQclear(res);
-	db->prepared = 0;
 	log_info("postgres: connected");
 	return 0;
 fail:
@@ -256,10 +263,12 @@ static int
 db_send(struct db *db, const char *sql, int nparams,
     const char *const *params, PGresult **failed)
 {
-	int i = prepared_index(sql);
+	int i = db->pooled ? -1 : prepared_index(sql);
 	char name[16];
 	PGresult *res;
 
+	/* (behind a transaction pooler, the next statement may run on a
+	   server connection where ours was never prepared) */
 	if (i == -1)
 		return PQsendQueryParams(db->conn, sql, nparams, NULL, params,
 		    NULL, NULL, 0);

@@ -23,9 +23,15 @@ struct db;
 /*
  * conninfo: a libpq connection string or URI (not copied: must outlive the
  * handle). statement_timeout_ms bounds each statement on the server, and
- * the wait for it here. Does not connect yet. Free with db_free().
+ * the wait for it here. pooled: conninfo names a pooler in transaction
+ * mode (PgBouncer's pool_mode = transaction), where consecutive statements
+ * may run on different server connections: no session state and no named
+ * prepared statements; statement_timeout is then the role's (ALTER ROLE
+ * ... SET statement_timeout), and the wait here still ends at
+ * statement_timeout_ms. Does not connect yet. Free with db_free().
  */
-struct db *db_new(const char *conninfo, int statement_timeout_ms);
+struct db *db_new(const char *conninfo, int statement_timeout_ms,
+    int pooled);
 void db_free(struct db *db);	/* NULL-safe */
 
 enum db_status db_count_orders(struct db *db, const struct criteria *c,
