@@ -110,8 +110,9 @@ PKGS_RUNTIME=(build-essential pkg-config libfcgi-dev libpq-dev libhiredis-dev
 # libclang-rt-14-dev, only a recommend of clang's (skipped here).
 # chromium: the status page's test loads it in a headless browser (with a
 # font of its own: its recommends, which bring one, are skipped here).
+# pgbouncer: the workers behind a pooler in transaction mode are tested.
 PKGS_TEST=(bats libcmocka-dev jq clang libclang-rt-14-dev wrk gnuplot-nox valgrind
-	chromium fonts-liberation)
+	chromium fonts-liberation pgbouncer)
 # make bench measures the tutorial's own app (FastAPI, psycopg2, redis-py)
 # beside the service: Debian's packages of it, never PyPI.
 PKGS_BENCH=(python3-fastapi python3-uvicorn python3-psycopg2 python3-redis)
