@@ -92,6 +92,9 @@
 #                         the workers sweep)
 #   BENCH_CONNS ("8 64")  connection counts
 #   BENCH_MAIN (1)        0: no main table and no accounting, only sweeps
+#   BENCH_TUTORIAL_CONNECT (process)  the tutorial app's connections: kept,
+#                         one each per process (process), or new for each
+#                         request as its code has it (request)
 #   BENCH_TUTORIAL (1)    0: no tutorial rounds (they need /usr/bin/python3
 #                         with FastAPI, uvicorn, psycopg2 and redis-py:
 #                         ./deploy.sh deps --bench)
@@ -159,6 +162,11 @@ mkdir -p "$OUT"
 
 ERRORS=0    # cases with errors
 TUT_TIMEOUTS=0 # tutorial cases with timeouts (reported, not errors)
+# process: the tutorial app keeps its connections (bench/tutorial/app.py);
+# request: a new one per request, as the tutorial's code does
+TUT_CONNECT=${BENCH_TUTORIAL_CONNECT:-process}
+[[ $TUT_CONNECT == process || $TUT_CONNECT == request ]] ||
+  { echo "run-bench.sh: BENCH_TUTORIAL_CONNECT is process or request" >&2; exit 2; }
 WRK_PID=''
 TUT_PGID='' # the tutorial app's process group: uvicorn and its workers
 STARTED=$SECONDS
@@ -533,7 +541,7 @@ tutorial_start() {
   log "the tutorial app on 127.0.0.1:$port: uvicorn, $POOL_N workers"
   # (PYTHONDONTWRITEBYTECODE: no __pycache__ left in bench/tutorial/)
   DATABASE_URL=$db REDIS_URL=$(envvar REDIS_URL) TUTORIAL_PREFIX=$TUT_PREFIX CACHE_TTL=$(envvar CACHE_TTL) \
-    PYTHONDONTWRITEBYTECODE=1 \
+    TUTORIAL_CONNECT=$TUT_CONNECT PYTHONDONTWRITEBYTECODE=1 \
     setsid "$TUTORIAL_PY" "$REPO/bench/tutorial/serve.py" --app-dir "$REPO/bench/tutorial" app:app \
     --host 127.0.0.1 --port "$port" --workers "$POOL_N" --loop asyncio --http h11 \
     --no-access-log --log-level warning >>"$T/tutorial.log" 2>&1 </dev/null &
@@ -942,7 +950,9 @@ say "  wrk -t2 --latency, connections: $CONNS; floors and service through the sa
 ((MAIN)) && say "  main table: $ROWS orders, $NWORKERS workers, ${SECS}s per case, $REPS repetitions"
 ((TUTORIAL)) && say "  tutorial rounds: bench/tutorial/app.py under uvicorn $("$TUTORIAL_PY" -c 'import uvicorn; print(uvicorn.__version__)' 2>/dev/null)" \
   "(asyncio, h11; TCP_NODELAY as with one process: bench/tutorial/serve.py), $NWORKERS workers," \
-  "straight from wrk (no nginx: that favours it)"
+  "straight from wrk (no nginx: that favours it); connections: $([[ $TUT_CONNECT == process ]] &&
+    echo "one to Postgres and one to Redis per process, kept (its strongest version)" ||
+    echo "a new one to each per request, as the tutorial's code does")"
 say "  sweeps: ${SWEEPS:-none}$([[ -n $SWEEPS ]] && echo ", ${SWEEP_SECS}s per case")"
 if ((MAIN)) || has_sweep workers; then
   stack_start "$ROWS"
