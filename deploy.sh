@@ -741,10 +741,16 @@ redis_ping() {
 # do: the commands of cgi-src/kv.c and of its Lua scripts, on keys under
 # CACHE_PREFIX only; no other command (no FLUSHALL, CONFIG, KEYS, DEBUG,
 # MONITOR), no other key, no pub/sub channel.
+# INFO (replication: role and replication id), SCAN and UNLINK: the
+# cache's guard against entries from before a failover or a restart
+# (cgi-src/kv.c), which drops every key under the prefix when the master's
+# replication id is not the one they were written under.  (SCAN lists key
+# names outside the prefix too; it reads no value.)
 redis_acl_rules() {
 	ACL_RULES=(on ">$S_REDIS_APP_PASSWORD" "~${CACHE_PREFIX}*" resetchannels
 		-@all +auth +hello +ping +select '+script|load' +evalsha +eval
-		+get +pttl +set +del +exists +incr +sadd +srem +smembers +srandmember)
+		+get +pttl +set +del +exists +incr +sadd +srem +smembers +srandmember
+		'+info' +scan +unlink)
 }
 
 # redis_acl: (re)defines user "orders" in the running Redis, from scratch
