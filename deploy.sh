@@ -49,7 +49,7 @@
 #   REDIS_TLS_CA (the system's CAs)  for REDIS_URL=rediss://...: the CA file
 #                         the Redis server's certificate must chain to
 #   LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS TZ PG*
-#   REDIS_SENTINELS REDIS_MASTER_NAME DATABASE_POOL_MODE: passed
+#   REDIS_SENTINELS REDIS_MASTER_NAME DATABASE_POOL_MODE DATABASE_REPLICA_URL: passed
 #                         on to the workers when set (and ORDERS_TEST_HOOKS, tests
 #                         only; ASAN_OPTIONS UBSAN_OPTIONS, for a sanitizer build)
 # Each setting is taken from the environment, else from STATE_DIR/env (what
@@ -745,12 +745,14 @@ redis_ping() {
 # cache's guard against entries from before a failover or a restart
 # (cgi-src/kv.c), which drops every key under the prefix when the master's
 # replication id is not the one they were written under.  (SCAN lists key
-# names outside the prefix too; it reads no value.)
+# names outside the prefix too; it reads no value.)  ZADD and ZSCORE: the
+# bar a replica must have replayed to (DATABASE_REPLICA_URL, <prefix>meta:lsn);
+# TYPE: the guard's flush drops that bar too.
 redis_acl_rules() {
 	ACL_RULES=(on ">$S_REDIS_APP_PASSWORD" "~${CACHE_PREFIX}*" resetchannels
 		-@all +auth +hello +ping +select '+script|load' +evalsha +eval
 		+get +pttl +set +del +exists +incr +sadd +srem +smembers +srandmember
-		'+info' +scan +unlink)
+		'+info' +scan +unlink +type +zadd +zscore)
 }
 
 # redis_acl: (re)defines user "orders" in the running Redis, from scratch
@@ -909,6 +911,7 @@ pool_pid() {
 # pools "scale" starts later get the same.
 WORKER_PASSTHROUGH=(LOG_LEVEL REDIS_TIMEOUT_MS STATEMENT_TIMEOUT_MS CACHE_WAIT_MS ORDERS_TEST_HOOKS TZ
 	REDIS_SENTINELS REDIS_MASTER_NAME DATABASE_POOL_MODE DATABASE_DIRECT_URL
+	DATABASE_REPLICA_URL
 	ASAN_OPTIONS UBSAN_OPTIONS)
 
 # worker_extra_from_env: POOL_EXTRA from our environment, saved.

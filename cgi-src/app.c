@@ -1,5 +1,6 @@
 #include "app.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +35,13 @@ app_init(struct app *app, const struct config *cfg)
 	app->db = db_new(cfg->database_url, cfg->statement_timeout_ms,
 	    cfg->database_pooled);
 	app->kv = kv_new(&cfg->redis, cfg->redis_timeout_ms);
-	if (app->db == NULL || app->kv == NULL) {
+	if (cfg->database_replica_url != NULL)
+		app->replica = db_new(cfg->database_replica_url,
+		    cfg->statement_timeout_ms, cfg->database_pooled);
+	snprintf(app->lsn_key, sizeof(app->lsn_key), "%smeta:lsn",
+	    cfg->cache_prefix);
+	if (app->db == NULL || app->kv == NULL ||
+	    (cfg->database_replica_url != NULL && app->replica == NULL)) {
 		app_free(app);
 		return -1;
 	}
@@ -53,9 +60,11 @@ app_free(struct app *app)
 	if (app == NULL)
 		return;
 	db_free(app->db);
+	db_free(app->replica);
 	kv_free(app->kv);
 	buf_free(&app->body);
 	app->db = NULL;
+	app->replica = NULL;
 	app->kv = NULL;
 }
 

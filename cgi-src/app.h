@@ -19,6 +19,9 @@
 struct app {
 	const struct config	*cfg;
 	struct db		*db;
+	struct db		*replica;	/* NULL: no DATABASE_REPLICA_URL */
+	double			 replica_retry_ms; /* unusable until then */
+	char			 lsn_key[CACHE_PREFIX_MAX + 16];
 	struct kv		*kv;
 	struct cache		 cache;
 	struct buf		 body;	/* request body, reused */

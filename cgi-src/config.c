@@ -46,6 +46,10 @@ config_load(struct config *cfg, char *err, size_t errlen)
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->database_url = env_or("DATABASE_URL", DEFAULT_DATABASE_URL);
+	cfg->database_replica_url = getenv("DATABASE_REPLICA_URL");
+	if (cfg->database_replica_url != NULL &&
+	    cfg->database_replica_url[0] == '\0')
+		cfg->database_replica_url = NULL;
 	pool_mode = env_or("DATABASE_POOL_MODE", "session");
 	if (strcmp(pool_mode, "transaction") == 0)
 		cfg->database_pooled = 1;

@@ -21,6 +21,12 @@ struct config {
 	 */
 	int		 database_pooled;
 	/*
+	 * DATABASE_REPLICA_URL, or NULL: a streaming replica that misses may
+	 * read from once it has replayed the writes they must reflect
+	 * (handlers_orders.c). DATABASE_POOL_MODE applies to it too.
+	 */
+	const char	*database_replica_url;
+	/*
 	 * REDIS_URL; with REDIS_SENTINELS, REDIS_MASTER_NAME (default
 	 * "orders") and REDIS_SENTINEL_PASSWORD, the master is the one the
 	 * sentinels name, and REDIS_URL gives only the password and the db.

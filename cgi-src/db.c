@@ -440,6 +440,37 @@ db_count_orders(struct db *db, const struct criteria *c, int64_t *count)
 	return DB_OK;
 }
 
+static enum db_status
+db_position(struct db *db, const char *sql, uint64_t *lsn)
+{
+	PGresult *res;
+	enum db_status st;
+
+	st = db_exec(db, EXEC_READ, sql, 0, NULL, PGRES_TUPLES_OK, &res);
+	if (st != DB_OK)
+		return st;
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+		st = DB_ERROR;
+	else
+		*lsn = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return st;
+}
+
+enum db_status
+db_wal_lsn(struct db *db, uint64_t *lsn)
+{
+	return db_position(db,
+	    "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text", lsn);
+}
+
+enum db_status
+db_replay_lsn(struct db *db, uint64_t *lsn)
+{
+	return db_position(db,
+	    "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::text", lsn);
+}
+
 enum db_status
 db_get_order(struct db *db, int32_t orderid, struct order_row *out)
 {

@@ -34,6 +34,16 @@ struct db *db_new(const char *conninfo, int statement_timeout_ms,
     int pooled);
 void db_free(struct db *db);	/* NULL-safe */
 
+/*
+ * WAL positions, in bytes from 0/0: the primary's now (pg_current_wal_lsn,
+ * at or past the commit of every write acknowledged to it), and a
+ * replica's replayed one (pg_last_wal_replay_lsn: every commit up to it is
+ * visible to a statement that starts afterwards). DB_ERROR from a server
+ * that is not a replica, for the latter.
+ */
+enum db_status db_wal_lsn(struct db *db, uint64_t *lsn);
+enum db_status db_replay_lsn(struct db *db, uint64_t *lsn);
+
 enum db_status db_count_orders(struct db *db, const struct criteria *c,
     int64_t *count);
 enum db_status db_get_order(struct db *db, int32_t orderid,

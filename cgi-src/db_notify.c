@@ -112,10 +112,12 @@ on_notice(void *arg, const char *message)
 /*
  * Sends sql and reads its results until deadline: 0 when the last one has
  * status want, else -1 with the connection dropped. libpq's socket is
- * non-blocking, so nothing here waits past the deadline.
+ * non-blocking, so nothing here waits past the deadline. val (vallen
+ * bytes, or NULL): the last result's first value, "" when it has none.
  */
 static int
-run(struct db_notify *n, const char *sql, ExecStatusType want)
+run(struct db_notify *n, const char *sql, ExecStatusType want, char *val,
+    size_t vallen)
 {
 	struct pollfd pfd;
 	PGresult *res;
@@ -138,6 +140,10 @@ run(struct db_notify *n, const char *sql, ExecStatusType want)
 			if ((res = PQgetResult(n->conn)) == NULL)
 				break;
 			got = PQresultStatus(res);
+			if (val != NULL)
+				snprintf(val, vallen, "%s", PQntuples(res) > 0 &&
+				    PQnfields(res) > 0 ? PQgetvalue(res, 0, 0) :
+				    "");
 			PQclear(res);
 			continue;
 		}
@@ -191,7 +197,7 @@ db_notify_connect(struct db_notify *n)
 		lost(n, "cannot set non-blocking", 1);
 		return -1;
 	}
-	if (run(n, SQL_LISTEN, PGRES_COMMAND_OK) == -1)
+	if (run(n, SQL_LISTEN, PGRES_COMMAND_OK, NULL, 0) == -1)
 		return -1;
 	log_info("postgres: connected, listening on %s", CHANNEL);
 	return 0;
@@ -252,7 +258,7 @@ db_notify_next(struct db_notify *n, int wait_ms,
 	 * leaves the socket quiet forever: ask it something, with a deadline.
 	 */
 	if (clock_ms() - n->heard_ms >= CHECK_AFTER_MS &&
-	    run(n, "SELECT 1", PGRES_TUPLES_OK) == -1)
+	    run(n, "SELECT 1", PGRES_TUPLES_OK, NULL, 0) == -1)
 		return DB_NOTIFY_LOST;
 	return DB_NOTIFY_IDLE;
 }
@@ -289,4 +295,17 @@ malformed:
 	out->all = 1;
 	out->nids = 0;
 	return -1;
+}
+
+int
+db_notify_wal_lsn(struct db_notify *n, uint64_t *lsn)
+{
+	char val[32];
+
+	if (n->conn == NULL || run(n, "SELECT (pg_current_wal_lsn() - "
+	    "'0/0'::pg_lsn)::text", PGRES_TUPLES_OK, val, sizeof(val)) == -1 ||
+	    val[0] == '\0')
+		return -1;
+	*lsn = strtoull(val, NULL, 10);
+	return 0;
 }

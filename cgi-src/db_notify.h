@@ -63,4 +63,11 @@ enum db_notify_status db_notify_next(struct db_notify *n, int wait_ms,
  */
 int db_notify_parse(const char *payload, struct db_notify_change *out);
 
+/*
+ * The primary's WAL position now, in bytes (pg_current_wal_lsn): past the
+ * commit of every write announced so far. 0, or -1 (the connection is
+ * then dropped, as after any failure here).
+ */
+int db_notify_wal_lsn(struct db_notify *n, uint64_t *lsn);
+
 #endif

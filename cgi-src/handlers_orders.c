@@ -21,14 +21,104 @@ static const enum metrics_counter cache_status_metrics[] = {
 };
 
 struct count_job {
-	struct db	*db;
+	struct app	*app;
 	struct criteria	 criteria;
 };
 
 struct order_job {
-	struct db	*db;
+	struct app	*app;
 	int32_t		 orderid;
 };
+
+/* After a replica fails, misses leave it alone this long. */
+#define REPLICA_HOLDOFF_MS	5000.0
+
+/*
+ * Where a miss reads (DATABASE_REPLICA_URL): a replica's answer may be
+ * stored only if the replica has replayed every write that the cache has
+ * already been told of. Each write raises the bar (the highest WAL
+ * position of the writes invalidated, app->lsn_key in Redis) before its
+ * invalidation, so a miss that reads the bar after its lease (cache_read
+ * takes the lease, then calls the loader) sees every write whose
+ * invalidation came before its lease; a write whose invalidation comes
+ * after it makes the fill store nothing (the generation). And every commit
+ * up to the replica's replayed position is visible to a statement that
+ * starts after reading it. So: the bar, then the replica's position, then
+ * the statement; the primary when the replica is behind, unusable, or the
+ * bar cannot be read (Redis down: the answer is not stored, but its reader
+ * may have just written, and must see that).
+ */
+static struct db *
+read_source(struct app *app)
+{
+	uint64_t bar, replayed;
+	double now;
+
+	if (app->replica == NULL)
+		return app->db;
+	now = clock_ms();
+	if (now < app->replica_retry_ms)
+		return app->db;
+	if (kv_lsn_get(app->kv, app->lsn_key, &bar) != KV_OK)
+		return app->db;
+	if (bar == 0) {
+		/*
+		 * No bar (a new Redis, or one the guard emptied): the
+		 * primary's position now stands in for every write before.
+		 */
+		if (db_wal_lsn(app->db, &bar) != DB_OK ||
+		    kv_lsn_raise(app->kv, app->lsn_key, bar) != KV_OK)
+			return app->db;
+	}
+	if (db_replay_lsn(app->replica, &replayed) != DB_OK) {
+		app->replica_retry_ms = now + REPLICA_HOLDOFF_MS;
+		log_warn("postgres replica: unusable; misses read the primary "
+		    "for %d s", (int)(REPLICA_HOLDOFF_MS / 1000));
+		return app->db;
+	}
+	if (replayed < bar) {
+		metrics_count(MC_REPLICA_BEHIND, 1);
+		return app->db;
+	}
+	metrics_count(MC_REPLICA_READ, 1);
+	return app->replica;
+}
+
+/*
+ * The loaders read where read_source says; a replica that fails there
+ * (st) sends this read (1: read the primary), and the next ones for a
+ * while, to the primary.
+ */
+static int
+replica_failed(struct app *app, enum db_status st)
+{
+	if (st != DB_UNAVAILABLE)
+		return 0;
+	app->replica_retry_ms = clock_ms() + REPLICA_HOLDOFF_MS;
+	log_warn("postgres replica: a read failed; misses read the primary "
+	    "for %d s", (int)(REPLICA_HOLDOFF_MS / 1000));
+	return 1;
+}
+
+/*
+ * A write's part of the bar (read_source), before its invalidation: the
+ * primary's position now, at or past its commit. When that cannot be had,
+ * the bar goes (a forced delete, like an invalidation), and the next miss
+ * sets it again from the primary's position then.
+ */
+static void
+raise_bar(struct app *app)
+{
+	const char *key = app->lsn_key;
+	uint64_t lsn;
+
+	if (app->replica == NULL)
+		return;
+	if (db_wal_lsn(app->db, &lsn) == DB_OK &&
+	    kv_lsn_raise(app->kv, key, lsn) == KV_OK)
+		return;
+	(void)kv_invalidate(app->kv, &key, 1, NULL, 0, NULL, 0);
+}
 
 static enum cache_load
 from_db_status(enum db_status st)
@@ -52,10 +142,13 @@ static enum cache_load
 load_count(void *arg, struct buf *body)
 {
 	struct count_job *job = arg;
+	struct db *db = read_source(job->app);
 	enum db_status st;
 	int64_t n;
 
-	st = db_count_orders(job->db, &job->criteria, &n);
+	st = db_count_orders(db, &job->criteria, &n);
+	if (db != job->app->db && replica_failed(job->app, st))
+		st = db_count_orders(job->app->db, &job->criteria, &n);
 	if (st == DB_OK && order_count_to_json(n, body) == -1)
 		return LOAD_ERROR;
 	return from_db_status(st);
@@ -65,10 +158,13 @@ static enum cache_load
 load_order(void *arg, struct buf *body)
 {
 	struct order_job *job = arg;
+	struct db *db = read_source(job->app);
 	struct order_row row;
 	enum db_status st;
 
-	st = db_get_order(job->db, job->orderid, &row);
+	st = db_get_order(db, job->orderid, &row);
+	if (db != job->app->db && replica_failed(job->app, st))
+		st = db_get_order(job->app->db, job->orderid, &row);
 	if (st == DB_OK && order_to_json(&row, body) == -1)
 		return LOAD_ERROR;
 	return from_db_status(st);
@@ -120,6 +216,7 @@ orders_settle_write(struct app *app, int32_t write)
 	char payload[16];
 	int rc;
 
+	raise_bar(app);
 	rc = write > 0 ? orders_invalidate_order(&app->cache, write) :
 	    orders_invalidate_all(&app->cache);
 	metrics_count(rc == 0 ? MC_INVALIDATION : MC_INVALIDATION_FAILED, 1);
@@ -165,7 +262,7 @@ settle_write(struct exchange *x, int32_t write)
 void
 handle_count_orders(struct exchange *x)
 {
-	struct count_job job = { x->app->db, { 0 } };
+	struct count_job job = { x->app, { 0 } };
 	char err[128], key[CRITERIA_KEY_MAX];
 
 	if (criteria_parse(x->req->query, &job.criteria, err,
@@ -183,7 +280,7 @@ handle_count_orders(struct exchange *x)
 void
 handle_get_order(struct exchange *x)
 {
-	struct order_job job = { x->app->db, x->id };
+	struct order_job job = { x->app, x->id };
 	char id[16];
 
 	snprintf(id, sizeof(id), "%d", (int)x->id);

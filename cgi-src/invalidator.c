@@ -41,6 +41,8 @@ struct invalidator {
 	int			 attempts;	/* failed tries of it so far */
 	double			 retry_at_ms;	/* its next try */
 	int			 backoff_ms;	/* pause before the next connect */
+	int			 replica;	/* DATABASE_REPLICA_URL is set */
+	char			 lsn_key[CACHE_PREFIX_MAX + 16];
 };
 
 static volatile sig_atomic_t stopping;
@@ -87,13 +89,37 @@ owe_all(struct invalidator *inv, const char *why)
 	inv->retry_at_ms = 0;	/* at once */
 }
 
+/*
+ * With a replica (DATABASE_REPLICA_URL), the bar that misses read against
+ * (handlers_orders.c, read_source) goes up to the primary's position now,
+ * past the commit of every write announced so far, before the entries
+ * those writes made stale are dropped. When that position cannot be had
+ * the bar goes, and the next miss sets it from the primary's position
+ * then. 0, or -1: Redis did not take either (the invalidation would fail
+ * too).
+ */
+static int
+raise_bar(struct invalidator *inv)
+{
+	const char *key = inv->lsn_key;
+	uint64_t lsn;
+
+	if (!inv->replica)
+		return 0;
+	if (db_notify_wal_lsn(inv->pg, &lsn) == 0 &&
+	    kv_lsn_raise(inv->cache.kv, key, lsn) == KV_OK)
+		return 0;
+	return kv_invalidate(inv->cache.kv, &key, 1, NULL, 0, NULL, 0) ==
+	    KV_OK ? 0 : -1;
+}
+
 /* Tries the full invalidation owed, when one is and its time has come. */
 static void
 settle(struct invalidator *inv)
 {
 	if (inv->owed == NULL || clock_ms() < inv->retry_at_ms)
 		return;
-	if (orders_invalidate_all(&inv->cache) == 0) {
+	if (raise_bar(inv) == 0 && orders_invalidate_all(&inv->cache) == 0) {
 		log_info("full invalidation done (%s)%s", inv->owed,
 		    inv->attempts > 0 ? " after redis came back" : "");
 		inv->owed = NULL;
@@ -117,6 +143,11 @@ apply(struct invalidator *inv, const struct db_notify_change *ch)
 	if (ch->all) {
 		owe_all(inv, "notification *: over 100 orders written, "
 		    "or TRUNCATE");
+		settle(inv);
+		return;
+	}
+	if (raise_bar(inv) == -1) {
+		owe_all(inv, "the replica's bar could not be raised");
 		settle(inv);
 		return;
 	}
@@ -206,6 +237,9 @@ main(int argc, char **argv)
 	inv.cache.kv = kv_new(&cfg.redis, cfg.redis_timeout_ms);
 	inv.cache.prefix = cfg.cache_prefix;
 	inv.cache.ttl = cfg.cache_ttl;
+	inv.replica = cfg.database_replica_url != NULL;
+	snprintf(inv.lsn_key, sizeof(inv.lsn_key), "%smeta:lsn",
+	    cfg.cache_prefix);
 	inv.pg = db_notify_new(cfg.database_url, cfg.statement_timeout_ms);
 	if (inv.cache.kv == NULL || inv.pg == NULL) {
 		log_error("cannot start: out of memory");

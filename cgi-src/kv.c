@@ -175,7 +175,11 @@ static const struct {
 	 * pattern, count, the master's replication id. Deletes the keys of
 	 * one SCAN step that have a ttl (entries, locks: what a reader could
 	 * be served, or wait for), not those without (generations, indexes,
-	 * the guard), and sets the guard when the scan is over. {next cursor,
+	 * the guard), except the replica's bar (the one sorted set, see
+	 * kv_lsn_raise): the old master may have taken raises the new one
+	 * never got, and a bar too low lets a stale replica fill the cache;
+	 * gone, it is set again from the primary's position. And it sets the
+	 * guard when the scan is over. {next cursor,
 	 * keys deleted}. Over at once when the guard holds the id already:
 	 * another process's scan ended, and it saw every key ours would.
 	 */
@@ -185,7 +189,8 @@ static const struct {
 	    " 'COUNT', ARGV[3])\n"
 	    "local n = 0\n"
 	    "for _, k in ipairs(r[2]) do\n"
-	    "  if redis.call('PTTL', k) >= 0 then\n"
+	    "  if redis.call('PTTL', k) >= 0 or"
+	    " redis.call('TYPE', k)['ok'] == 'zset' then\n"
 	    "    redis.call('UNLINK', k)\n"
 	    "    n = n + 1\n"
 	    "  end\n"
@@ -1423,3 +1428,58 @@ kv_ping(struct kv *kv)
 	return ok ? KV_OK : KV_DOWN;
 }
 
+
+/*
+ * The replica's bar (DATABASE_REPLICA_URL, handlers_orders.c): the highest
+ * WAL position of the writes whose invalidations were made, as the score
+ * of member "w" of the sorted set key. ZADD GT raises it and never lowers
+ * it, so writers need no order among themselves; a score is a double,
+ * exact for any WAL position below 2^53 bytes (8 PiB). Raised whatever
+ * the breaker says, like the invalidation it comes before.
+ */
+enum kv_status
+kv_lsn_raise(struct kv *kv, const char *key, uint64_t lsn)
+{
+	char score[24];
+	const char *argv[] = { "ZADD", key, "GT", score, "w" };
+	redisReply *r;
+	int ok;
+
+	snprintf(score, sizeof(score), "%llu", (unsigned long long)lsn);
+	if (kv_begin(kv, 1) == -1)
+		return KV_DOWN;
+	if ((r = kv_command(kv, 5, argv, NULL)) == NULL)
+		return kv_fail(kv, "ZADD");
+	ok = r->type == REDIS_REPLY_INTEGER;
+	if (!ok)
+		kv_keep_error(kv, r);
+	freeReplyObject(r);
+	if (!ok)
+		return kv_fail(kv, "ZADD");
+	kv_answered(kv);
+	return KV_OK;
+}
+
+enum kv_status
+kv_lsn_get(struct kv *kv, const char *key, uint64_t *lsn)
+{
+	const char *argv[] = { "ZSCORE", key, "w" };
+	redisReply *r;
+	int ok;
+
+	*lsn = 0;
+	if (kv_begin(kv, 0) == -1)
+		return KV_DOWN;
+	if ((r = kv_command(kv, 3, argv, NULL)) == NULL)
+		return kv_fail(kv, "ZSCORE");
+	ok = r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_STRING;
+	if (r->type == REDIS_REPLY_STRING)
+		*lsn = strtoull(r->str, NULL, 10);
+	if (!ok)
+		kv_keep_error(kv, r);
+	freeReplyObject(r);
+	if (!ok)
+		return kv_fail(kv, "ZSCORE");
+	kv_answered(kv);
+	return KV_OK;
+}

@@ -11,6 +11,7 @@
 #define ORDERS_KV_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "breaker.h"
 #include "buf.h"
@@ -161,5 +162,14 @@ enum kv_status kv_invalidate(struct kv *kv, const char *const *keys,
 
 /* KV_DOWN at once while the breaker is open (GET /healthz: "down"). */
 enum kv_status kv_ping(struct kv *kv);
+
+/*
+ * The replica's bar (handlers_orders.c): the highest WAL position (in
+ * bytes) of the writes whose invalidations were made, in key. Raising it
+ * never lowers it, and goes whatever the breaker says, like an
+ * invalidation; kv_lsn_get gives 0 when there is none.
+ */
+enum kv_status kv_lsn_raise(struct kv *kv, const char *key, uint64_t lsn);
+enum kv_status kv_lsn_get(struct kv *kv, const char *key, uint64_t *lsn);
 
 #endif

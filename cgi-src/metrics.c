@@ -28,7 +28,7 @@
 
 #include "log.h"
 
-#define MAGIC	0x6f72646572733032ULL	/* "orders02": the layout below */
+#define MAGIC	0x6f72646572733033ULL	/* "orders03": the layout below */
 
 static const int statuses[] = {
 	200, 201, 204, 304, 400, 404, 405, 411, 413, 414, 415, 422, 429, 500,
@@ -69,6 +69,11 @@ static const struct {
 	    "Redis operations that failed (timeout, I/O, connect)." },
 	[MC_PG_ERROR] = { "orders_postgres_errors_total",
 	    "Postgres statements that failed (unavailable or error)." },
+	[MC_REPLICA_READ] = { "orders_postgres_replica_reads_total",
+	    "Misses read from the replica (DATABASE_REPLICA_URL)." },
+	[MC_REPLICA_BEHIND] = { "orders_postgres_replica_behind_total",
+	    "Misses read from the primary: the replica had not replayed "
+	    "the writes they must reflect." },
 };
 
 struct hist {

@@ -2,6 +2,7 @@
 # make test: the unit tests (cmocka binaries given as arguments), the
 # integration suite against real nginx, Postgres and Redis, the same suite
 # against the sanitizer build (build/asan/: its lines read "ok N asan: ..."),
+# the several-machine test (tests/cluster/, as root: network namespaces),
 # then each fuzz target of build/fuzz/ for FUZZ_SECONDS (30 here). Ends
 # with one line for CI: "N passed, N failed".
 set -u
@@ -15,6 +16,12 @@ echo "# integration tests"
 "$REPO/tests/run-integration.sh" 2>&1 | tee -a "$out"
 echo "# integration tests against the sanitizer build (ASan, LeakSanitizer, UBSan)"
 "$REPO/tests/run-integration.sh" --asan 2>&1 | tee -a "$out"
+echo "# several machines in network namespaces (make test-cluster)"
+if (($(id -u) == 0)) && command -v ip >/dev/null; then
+	"$REPO/tests/cluster/run-cluster.sh" 2>&1 | tee -a "$out"
+else
+	echo "ok - cluster # SKIP needs root and ip (network namespaces): make test-cluster as root" | tee -a "$out"
+fi
 export FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 echo "# fuzzing, $FUZZ_SECONDS s per target"
 fuzz=()

@@ -176,7 +176,7 @@ pg_up() {
     "$PGBIN/pg_ctl" -D "$d/data" -l "$d/log" -w -t 30 start >/dev/null || return 1
   as_pg psql -X -q -h "$d" -d postgres -v ON_ERROR_STOP=1 \
     -c "CREATE ROLE repl LOGIN REPLICATION PASSWORD '$PW_REPL'" -c 'CREATE DATABASE orders' || return 1
-  as_pg psql -X -q -h "$d" -d orders -v ON_ERROR_STOP=1 -f - >/dev/null <<-EOF || return 1
+  PGOPTIONS="-c client_min_messages=warning" as_pg psql -X -q -h "$d" -d orders -v ON_ERROR_STOP=1 -f - >/dev/null <<-EOF || return 1
 	\\set app_password '$PW_APP'
 	\\set rows 20000
 	BEGIN;
@@ -300,7 +300,10 @@ CHECKER=$!
 
 # steady state
 from=$(($(edge_log_lines) + 1))
+replica_x0=$(pg_replica "SELECT xact_commit FROM pg_stat_database WHERE datname = 'orders'")
 reads "$PHASE" steady
+sleep 1 # a backend reports its counts at most once a second
+replica_x1=$(pg_replica "SELECT xact_commit FROM pg_stat_database WHERE datname = 'orders'")
 lines=$(edge_log_from "$from")
 total=$(grep -c . <<<"$lines")
 n1=$(grep -c "ua=$(addr w1):9000 " <<<"$lines")
@@ -310,6 +313,12 @@ say "steady: $total requests in ${PHASE}s through the edge (reads ~${rps}/s), w1
 DETAIL=("w1 served $n1 and w2 $n2 of $total")
 check "steady state: both worker hosts serve at least 30% of the requests each" \
   eval "((total > 0 && n1 * 10 >= total * 3 && n2 * 10 >= total * 3))"
+misses=$(wrk_get "$T/steady.wrk" "cache MISS")
+on_replica=$((replica_x1 - replica_x0))
+say "steady: ${misses:-0} misses; $on_replica transactions on the replica (its position, then the read)"
+DETAIL=("transactions on the replica during the steady phase: $on_replica, misses: ${misses:-0}")
+check "misses read from the replica (DATABASE_REPLICA_URL) once it has replayed the writes" \
+  eval "((on_replica >= 2 * ${misses:-0} / 4))"
 
 # w1's link down
 reads $((PHASE + 6)) cut &
