@@ -109,10 +109,13 @@ deps:
 # bench: the main table alone, 11. It prints, it asserts nothing about
 # speed.
 .PHONY: bench bench-build
-bench-build: $(BUILD)/floor $(BUILD)/floor-redis
+bench-build: $(BUILD)/floor $(BUILD)/floor-redis $(BUILD)/rss-libpq
 
 $(BUILD)/floor: bench/floor.c | $(BUILD)/obj
 	$(CC) $(CFLAGS) -o $@ $< -lfcgi
+
+$(BUILD)/rss-libpq: bench/rss-libpq.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql) -o $@ $< $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
 
 $(BUILD)/floor-redis: bench/floor-redis.c | $(BUILD)/obj
 	$(CC) $(CFLAGS) -o $@ $< -lfcgi $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)

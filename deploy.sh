@@ -935,8 +935,12 @@ worker_extra_saved() {
 # METRICS_FILE: the file every worker maps and counts into (one slot per
 # worker), shared by the pools of every generation, so that GET /metrics
 # sums the whole deployment whichever worker answers.
+# GNUTLS_NO_IMPLICIT_INIT: GnuTLS (libpq -> libldap -> GnuTLS) skips its
+# set-up at load, which only an LDAP connection over TLS would need (and
+# libldap then does it itself): 0.8 MiB less RSS per process, and a faster
+# start.
 pool_env() {
-	POOL_ENV=(PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8
+	POOL_ENV=(PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 GNUTLS_NO_IMPLICIT_INIT=1
 		"DATABASE_URL=$DATABASE_URL" "REDIS_URL=$(worker_redis_url)"
 		"CACHE_TTL=$CACHE_TTL" "CACHE_PREFIX=$CACHE_PREFIX"
 		"METRICS_FILE=$RUN_DIR/metrics"

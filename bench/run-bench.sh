@@ -930,6 +930,11 @@ main_table() {
       printf "  %-10s %8d requests  %8d transactions  %.3f per request\n", n, rq, d, (rq > 0 ? d / rq : 0) }')"
   done
   say "worker RSS after the accounting: $(rss_line)"
+  # the floor of any libpq client: the same libraries, mapped and touched
+  # (with the workers' GNUTLS_NO_IMPLICIT_INIT: see deploy.sh, pool_env)
+  if pq=$(GNUTLS_NO_IMPLICIT_INIT=1 "$REPO/build/rss-libpq" "$DB_URL" 2>/dev/null); then
+    say "$(awk '{ printf "  a process that only links libpq, connects and runs SELECT 1 (build/rss-libpq): VmRSS %.1f MiB, Pss %.1f MiB", $2 / 1024, $4 / 1024 }' <<<"$pq")"
+  fi
   say ""
   say "Redis per request, by command (INFO commandstats over the measured runs of repetition 1; a script's"
   say "commands counted as well as its EVALSHA$( ((TUTORIAL)) && echo "; tutorial: the tutorial app's, its AUTH left out")):"
