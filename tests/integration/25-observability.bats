@@ -348,7 +348,11 @@ fig() { jq -r --arg k "$1" '.[$k] // "(no such element)"' <<<"$figures"; }
 
   # 10 cache hits, then the figure on the same page rises by 10 (nothing
   # else reads the cache meanwhile)
-  req GET "/orders/count?customerid=$c" # the entry again (its ttl is short)
+  # a fresh entry, with all of its (short) ttl ahead: an older one may
+  # expire in the middle of the 10 reads
+  rdel "$(ckey "count:customerid=$c")"
+  req GET "/orders/count?customerid=$c"
+  assert_cache MISS
   local -a hits=()
   for i in $(seq 1 10); do hits+=(-o /dev/null "$BASE/orders/count?customerid=$c"); done
   x=$(curl -s --max-time 10 -w '%header{x-cache}\n' "${hits[@]}" | sort | uniq -c | xargs)

@@ -9,32 +9,11 @@
 load helpers
 source "$REPO/tests/lib/ports.bash"
 
-# role_sh DIR ARGS...: ./deploy.sh with STATE_DIR=DIR; output to $role_log.
+# role_sh DIR ARGS...: ./deploy.sh for the host whose STATE_DIR is DIR
 role_sh() {
   local dir=$1
   shift
-  role_log=$ROLES/$(basename "$dir")-$(date +%s%N).log
-  (
-    cd "$REPO" || exit 1
-    for fd in "/proc/$BASHPID/fd/"*; do
-      fd=${fd##*/}
-      ((fd > 2)) && eval "exec $fd>&-"
-    done
-    export STATE_DIR=$dir
-    exec timeout 180 ./deploy.sh "$@"
-  ) >"$role_log" 2>&1 </dev/null
-}
-
-show_role_log() { sed 's/^/    /' "$role_log"; }
-
-# role_stop DIR: stop that host, and remove what deploy.sh put outside it.
-role_stop() {
-  local d=$1 run
-  [[ -d $d ]] || return 0
-  run=$(head -n 1 "$d/run.path" 2>/dev/null)
-  role_sh "$d" stop || true
-  [[ $run == /run/orders-* ]] && rm -rf -- "$run"
-  return 0
+  STATE_DIR=$dir deploy_sh "$@"
 }
 
 # a worker host: WORKER_LISTEN 127.0.0.1:PORT, against the suite's servers
@@ -52,18 +31,18 @@ setup_file() {
     flunk "no free loopback ports"
   export W1_PORT W2_PORT EDGE_PORT
   export W1=$ROLES/w1 W2=$ROLES/w2 EDGE=$ROLES/edge W3=$ROLES/w3
-  start_worker_host "$W1" "$W1_PORT" || { show_role_log; flunk "./deploy.sh worker (w1) failed"; }
-  start_worker_host "$W2" "$W2_PORT" || { show_role_log; flunk "./deploy.sh worker (w2) failed"; }
+  start_worker_host "$W1" "$W1_PORT" || { show_deploy_log; flunk "./deploy.sh worker (w1) failed"; }
+  start_worker_host "$W2" "$W2_PORT" || { show_deploy_log; flunk "./deploy.sh worker (w2) failed"; }
   PORT=$EDGE_PORT WORKER_HOSTS="127.0.0.1:$W1_PORT,127.0.0.1:$W2_PORT" UPSTREAM_FAIL_TIMEOUT=3 \
-    role_sh "$EDGE" edge || { show_role_log; flunk "./deploy.sh edge failed"; }
+    role_sh "$EDGE" edge || { show_deploy_log; flunk "./deploy.sh edge failed"; }
   export EDGE_BASE=http://127.0.0.1:$EDGE_PORT
 }
 
 teardown_file() {
-  role_stop "$EDGE"
-  role_stop "$W1"
-  role_stop "$W2"
-  role_stop "$W3"
+  other_stack_stop "$EDGE"
+  other_stack_stop "$W1"
+  other_stack_stop "$W2"
+  other_stack_stop "$W3"
   rm -rf -- "$ROLES"
 }
 
@@ -108,25 +87,25 @@ fcgi_healthz() {
 }
 
 @test "roles: each host's status says what it runs; a worker host without the shared servers, or an edge without worker hosts, is refused" {
-  role_sh "$W1" status || { show_role_log; flunk "./deploy.sh status on w1 exited non-zero"; }
-  out=$(cat "$role_log")
+  role_sh "$W1" status || { show_deploy_log; flunk "./deploy.sh status on w1 exited non-zero"; }
+  out=$(cat "$deploy_log")
   [[ $out != *nginx* ]] || flunk "a worker host lists nginx:" "$out"
   assert_eq "w1's worker lines" 2 "$(grep -c '^worker [0-9]* running$' <<<"$out")"
   assert_match "w1's postgres line" '^postgres - external$' "$(grep '^postgres' <<<"$out")"
   grep -q '^invalidator [0-9]* running$' <<<"$out" || flunk "no invalidator on w1:" "$out"
-  role_sh "$EDGE" status || { show_role_log; flunk "./deploy.sh status on the edge exited non-zero"; }
-  assert_match "the edge's status" '^nginx [0-9]+ running$' "$(cat "$role_log")"
+  role_sh "$EDGE" status || { show_deploy_log; flunk "./deploy.sh status on the edge exited non-zero"; }
+  assert_match "the edge's status" '^nginx [0-9]+ running$' "$(cat "$deploy_log")"
 
   d=$ROLES/refused
   ! DATABASE_URL='' REDIS_URL='' role_sh "$d" worker || flunk "./deploy.sh worker ran without DATABASE_URL/REDIS_URL"
-  grep -q 'DATABASE_URL and REDIS_URL must name' "$role_log" || { show_role_log; flunk "no reason given"; }
+  grep -q 'DATABASE_URL and REDIS_URL must name' "$deploy_log" || { show_deploy_log; flunk "no reason given"; }
   rm -rf -- "$d"
   ! WORKER_HOSTS='' role_sh "$d" edge || flunk "./deploy.sh edge ran without WORKER_HOSTS"
-  grep -q 'WORKER_HOSTS must name' "$role_log" || { show_role_log; flunk "no reason given"; }
+  grep -q 'WORKER_HOSTS must name' "$deploy_log" || { show_deploy_log; flunk "no reason given"; }
   ! WORKER_HOSTS='10.0.0.1:9000;rm' role_sh "$d" edge || flunk "./deploy.sh edge took a malformed WORKER_HOSTS"
   # a STATE_DIR keeps its role
   ! role_sh "$W1" edge || flunk "the worker host's STATE_DIR was redeployed as an edge"
-  grep -q 'runs the worker role' "$role_log" || { show_role_log; flunk "no reason given"; }
+  grep -q 'runs the worker role' "$deploy_log" || { show_deploy_log; flunk "no reason given"; }
   rm -rf -- "$d"
 }
 
@@ -153,16 +132,16 @@ fcgi_healthz() {
   [[ $out == *'"postgres"'* ]] || flunk "w1 (EDGE_ADDRS 127.0.0.1) did not answer a FastCGI request from 127.0.0.1:" "$out"
   port=$((EDGE_PORT + 1))
   port_in_use "$port" && skip "port $port is taken"
-  start_worker_host "$W3" "$port" 127.0.0.9 || { show_role_log; flunk "./deploy.sh worker (w3) failed"; }
+  start_worker_host "$W3" "$port" 127.0.0.9 || { show_deploy_log; flunk "./deploy.sh worker (w3) failed"; }
   # (a refused peer is closed on at once: our writes may meet SIGPIPE)
   out=$(fcgi_healthz 127.0.0.1 "$port") || true
   [[ -z $out ]] || flunk "w3 (EDGE_ADDRS 127.0.0.9) answered a request from 127.0.0.1:" "$out"
-  role_stop "$W3"
+  other_stack_stop "$W3"
 }
 
 @test "a worker host stopped: every GET and POST through the edge still answered by the other" {
   before=$(rows_total)
-  role_sh "$W1" stop || { show_role_log; flunk "./deploy.sh stop (w1) failed"; }
+  role_sh "$W1" stop || { show_deploy_log; flunk "./deploy.sh stop (w1) failed"; }
   bad=0
   for ((i = 0; i < 20; i++)); do
     c=$(edge_get "/orders/$((i + 1))")
@@ -174,7 +153,7 @@ fcgi_healthz() {
   # refused before anything was sent: safe to send to the other host
   assert_eq "POST with w1 down" 201 "$c"
   assert_eq "rows after one POST" $((before + 1)) "$(rows_total)"
-  start_worker_host "$W1" "$W1_PORT" || { show_role_log; flunk "./deploy.sh worker (w1) did not come back"; }
+  start_worker_host "$W1" "$W1_PORT" || { show_deploy_log; flunk "./deploy.sh worker (w1) did not come back"; }
   both_in_rotation
 }
 
@@ -213,10 +192,10 @@ fcgi_healthz() {
     echo "$bad" >"$ROLES/load-bad"
   ) &
   load=$!
-  role_sh "$W2" scale 1 || { show_role_log; flunk "./deploy.sh scale 1 on w2 failed"; }
+  role_sh "$W2" scale 1 || { show_deploy_log; flunk "./deploy.sh scale 1 on w2 failed"; }
   touch "$ROLES/stop-load"
   wait "$load"
   assert_eq "GETs not answered 200 during the scale" 0 "$(cat "$ROLES/load-bad")"
-  role_sh "$W2" status || { show_role_log; flunk "w2 not running after scale"; }
-  assert_eq "w2's workers after scale 1" 1 "$(grep -c '^worker [0-9]* running$' "$role_log")"
+  role_sh "$W2" status || { show_deploy_log; flunk "w2 not running after scale"; }
+  assert_eq "w2's workers after scale 1" 1 "$(grep -c '^worker [0-9]* running$' "$deploy_log")"
 }

@@ -8,31 +8,10 @@
 load helpers
 source "$REPO/tests/lib/ports.bash"
 
-# tls_sh DIR ARGS...: ./deploy.sh with STATE_DIR=DIR; output to $tls_log.
 tls_sh() {
   local dir=$1
   shift
-  tls_log=$TLS/$(basename "$dir")-$(date +%s%N).log
-  (
-    cd "$REPO" || exit 1
-    for fd in "/proc/$BASHPID/fd/"*; do
-      fd=${fd##*/}
-      ((fd > 2)) && eval "exec $fd>&-"
-    done
-    export STATE_DIR=$dir
-    exec timeout 180 ./deploy.sh "$@"
-  ) >"$tls_log" 2>&1 </dev/null
-}
-
-show_tls_log() { sed 's/^/    /' "$tls_log"; }
-
-tls_stop() {
-  local d=$1 run
-  [[ -d $d ]] || return 0
-  run=$(head -n 1 "$d/run.path" 2>/dev/null)
-  tls_sh "$d" stop || true
-  [[ $run == /run/orders-* ]] && rm -rf -- "$run"
-  return 0
+  STATE_DIR=$dir deploy_sh "$@"
 }
 
 # self_signed NAME: NAME.crt and NAME.key in $TLS, for IP 127.0.0.1
@@ -73,12 +52,12 @@ setup_file() {
   export TLS_URL="rediss://default:$TLS_PW@127.0.0.1:$TLS_PORT/0"
   PORT=$APP_PORT REDIS_URL=$TLS_URL REDIS_TLS_CA=$TLS/server.crt DATABASE_URL=$DATABASE_URL \
     CACHE_TTL=$CACHE_TTL CACHE_PREFIX=$CACHE_PREFIX WORKERS=1 tls_sh "$A" ||
-    { show_tls_log; flunk "./deploy.sh with a rediss:// REDIS_URL failed"; }
+    { show_deploy_log; flunk "./deploy.sh with a rediss:// REDIS_URL failed"; }
 }
 
 teardown_file() {
-  tls_stop "$A"
-  tls_stop "$B"
+  other_stack_stop "$A"
+  other_stack_stop "$B"
   [[ -f $TLS/redis.pid ]] && kill "$(cat "$TLS/redis.pid")" 2>/dev/null
   sleep 0.2
   rm -rf -- "$TLS"
@@ -93,8 +72,8 @@ get() {
 }
 
 @test "rediss://: through deploy.sh's TLS tunnel the reads miss, then hit, and the entry is in the TLS-only Redis" {
-  tls_sh "$A" status || { show_tls_log; flunk "./deploy.sh status exited non-zero"; }
-  grep -q '^tunnel [0-9]* running$' "$tls_log" || { show_tls_log; flunk "no tunnel line in status"; }
+  tls_sh "$A" status || { show_deploy_log; flunk "./deploy.sh status exited non-zero"; }
+  grep -q '^tunnel [0-9]* running$' "$deploy_log" || { show_deploy_log; flunk "no tunnel line in status"; }
   cid=$(fresh_customer)
   tcli DEL "$(ckey "count:customerid=$cid")" >/dev/null
   get "/orders/count?customerid=$cid"
@@ -122,15 +101,15 @@ get() {
 
 @test "rediss://: the tunnel is supervised: killed, it is back within seconds and reads hit again" {
   tls_sh "$A" status
-  pid=$(awk '$1 == "tunnel" { print $2 }' "$tls_log")
-  [[ $pid =~ ^[0-9]+$ ]] || { show_tls_log; flunk "no tunnel pid"; }
+  pid=$(awk '$1 == "tunnel" { print $2 }' "$deploy_log")
+  [[ $pid =~ ^[0-9]+$ ]] || { show_deploy_log; flunk "no tunnel pid"; }
   kill -KILL "$pid"
   back() {
     tls_sh "$A" status || return 1
-    npid=$(awk '$1 == "tunnel" { print $2 }' "$tls_log")
+    npid=$(awk '$1 == "tunnel" { print $2 }' "$deploy_log")
     [[ $npid =~ ^[0-9]+$ && $npid != "$pid" ]]
   }
-  wait_for 10 back || { show_tls_log; flunk "the tunnel did not come back"; }
+  wait_for 10 back || { show_deploy_log; flunk "the tunnel did not come back"; }
   hit() {
     get /orders/7
     get /orders/7
@@ -142,10 +121,10 @@ get() {
 @test "rediss://: a server certificate that does not chain to REDIS_TLS_CA is refused: reads answer BYPASS from Postgres" {
   PORT=$APP2_PORT REDIS_URL=$TLS_URL REDIS_TLS_CA=$TLS/other.crt DATABASE_URL=$DATABASE_URL \
     CACHE_TTL=$CACHE_TTL CACHE_PREFIX=$CACHE_PREFIX WORKERS=1 tls_sh "$B" ||
-    { show_tls_log; flunk "./deploy.sh (B) failed"; }
+    { show_deploy_log; flunk "./deploy.sh (B) failed"; }
   get /orders/3 "http://127.0.0.1:$APP2_PORT"
   assert_eq "a read with the Redis certificate refused" "200 BYPASS" "$code $xcache"
   grep -qi 'certificate verify failed\|CERT' "$B/log/tunnel.log" ||
     flunk "the tunnel's log does not say why:" "$(tail -n 5 "$B/log/tunnel.log")"
-  tls_stop "$B"
+  other_stack_stop "$B"
 }

@@ -9,18 +9,7 @@
 load helpers
 source "$REPO/tests/lib/ports.bash"
 
-pb_sh() {
-  pb_log=$PB/deploy-$(date +%s%N).log
-  (
-    cd "$REPO" || exit 1
-    for fd in "/proc/$BASHPID/fd/"*; do
-      fd=${fd##*/}
-      ((fd > 2)) && eval "exec $fd>&-"
-    done
-    export STATE_DIR=$PB/stack
-    exec timeout 180 ./deploy.sh "$@"
-  ) >"$pb_log" 2>&1 </dev/null
-}
+pb_sh() { STATE_DIR=$PB/stack deploy_sh "$@"; }
 
 setup_file() {
   command -v pgbouncer >/dev/null || [[ -x /usr/sbin/pgbouncer ]] || skip "pgbouncer is not installed"
@@ -63,15 +52,12 @@ setup_file() {
   done
   PORT=$APP_PORT DATABASE_URL=$PB_URL DATABASE_POOL_MODE=transaction DATABASE_DIRECT_URL=$DATABASE_URL \
     REDIS_URL=$REDIS_URL CACHE_TTL=$CACHE_TTL CACHE_PREFIX=${CACHE_PREFIX}pgb: WORKERS=3 pb_sh ||
-    flunk "./deploy.sh through PgBouncer failed" "$(tail -n 30 "$pb_log")"
+    flunk "./deploy.sh through PgBouncer failed" "$(tail -n 30 "$deploy_log")"
 }
 
 teardown_file() {
-  local run
   if [[ -d ${PB-} ]]; then
-    run=$(head -n 1 "$PB/stack/run.path" 2>/dev/null)
-    pb_sh stop || true
-    [[ $run == /run/orders-* ]] && rm -rf -- "$run"
+    other_stack_stop "$PB/stack"
     [[ -f $PB/pgbouncer.pid ]] && kill "$(cat "$PB/pgbouncer.pid")" 2>/dev/null
     sleep 0.3
     rm -rf -- "$PB"

@@ -214,6 +214,18 @@ deploy_sh() {
   ) >"$deploy_log" 2>&1 </dev/null
 }
 
+# other_stack_stop DIR: ./deploy.sh stop for another stack than the suite's
+# (STATE_DIR=DIR, started with STATE_DIR=DIR deploy_sh ...), and its run
+# directory when deploy.sh put it outside DIR.
+other_stack_stop() {
+  local d=$1 run
+  [[ -d $d ]] || return 0
+  run=$(head -n 1 "$d/run.path" 2>/dev/null)
+  STATE_DIR=$d deploy_sh stop || true
+  [[ $run == /run/orders-* ]] && rm -rf -- "$run"
+  return 0
+}
+
 show_deploy_log() {
   echo "--- ./deploy.sh output ($deploy_log):"
   tail -n 40 "$deploy_log" 2>/dev/null | sed 's/^/    /'
