@@ -1111,20 +1111,24 @@ pool_retire_all() {
 # names that multiwatch.  Same environment and user as the workers; its own
 # log.  "scale" leaves it alone.  INVALIDATOR_BIN: see resolve_settings.
 
-# invalidator_watch_pid: the multiwatch that keeps the invalidator running.
-invalidator_watch_pid() {
+# watch_pid PIDFILE: the multiwatch PIDFILE names, when it runs;
+# watch_child PIDFILE: the one process it keeps running (the invalidator,
+# the TLS tunnel).
+watch_pid() {
 	local pid
-	pid=$(read_file "$INVALIDATOR_PIDFILE")
+	pid=$(read_file "$1")
 	proc_alive "$pid" multiwatch && printf '%s' "$pid"
 }
 
-# invalidator_pid: the invalidator itself (multiwatch's child).
-invalidator_pid() {
+watch_child() {
 	local watch kid
-	watch=$(invalidator_watch_pid) || return 1
+	watch=$(watch_pid "$1") || return 1
 	kid=$(proc_children "$watch" | head -n 1)
 	[[ -n $kid ]] && printf '%s' "$kid"
 }
+
+invalidator_watch_pid() { watch_pid "$INVALIDATOR_PIDFILE"; }
+invalidator_pid() { watch_child "$INVALIDATOR_PIDFILE"; }
 
 # invalidator_db_url: INV_DB, the invalidator's DATABASE_URL when it is not
 # the workers': DATABASE_DIRECT_URL, as the pool got it (POOL_EXTRA).
@@ -1228,18 +1232,8 @@ worker_redis_url() {
 	printf 'redis://%s127.0.0.1:%s%s' "$auth" "$S_TUNNEL_PORT" "$path"
 }
 
-tunnel_watch_pid() {
-	local pid
-	pid=$(read_file "$RUN_DIR/tunnel.pid")
-	proc_alive "$pid" multiwatch && printf '%s' "$pid"
-}
-
-tunnel_pid() {
-	local watch kid
-	watch=$(tunnel_watch_pid) || return 1
-	kid=$(proc_children "$watch" | head -n 1)
-	[[ -n $kid ]] && printf '%s' "$kid"
-}
+tunnel_watch_pid() { watch_pid "$RUN_DIR/tunnel.pid"; }
+tunnel_pid() { watch_child "$RUN_DIR/tunnel.pid"; }
 
 # tunnel_start: the stunnel of a rediss:// REDIS_URL, unless it runs;
 # returns once it accepts connections.
