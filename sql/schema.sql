@@ -16,8 +16,16 @@ CREATE TABLE IF NOT EXISTS orders (
     totalamount numeric(12,2) NOT NULL CHECK (totalamount = netamount + tax)
 );
 
--- dellstore2 has ix_order_custid; orderdate backs the from=/to= criteria.
-CREATE INDEX IF NOT EXISTS ix_order_custid ON orders (customerid);
+-- orderdate backs the from=/to= criteria. A customer's count (the common
+-- criterion, and a slow count) reads ix_order_custid_date alone: it holds
+-- every column a criterion names, so once VACUUM has marked the table's
+-- pages all-visible the count is an index-only scan, with no visit to the
+-- table's scattered rows. It replaces dellstore2's ix_order_custid
+-- (customerid alone), which it serves as well: two would cost every
+-- insert one index more.
+CREATE INDEX IF NOT EXISTS ix_order_custid_date
+    ON orders (customerid, orderdate) INCLUDE (totalamount);
+DROP INDEX IF EXISTS ix_order_custid;
 CREATE INDEX IF NOT EXISTS ix_order_orderdate ON orders (orderdate);
 
 -- Idempotency-Key of POST /orders (API.md): the key a client sent with the
