@@ -23,8 +23,9 @@ LDLIBS	+= -lfcgi $(shell pkg-config --libs libpq hiredis json-c 2>/dev/null || \
 BUILD	= build
 SRC	= $(wildcard cgi-src/*.c)
 # What both programs link: configuration, logging, the Redis layer, the
-# caching module and what a write makes stale.
-COMMON	= buf valid log config breaker kv cache keys
+# caching module (with the hash it shares with ETags) and what a write
+# makes stale.
+COMMON	= buf valid log config breaker kv cache etag keys
 # The invalidator's own: its main loop and the Postgres layer's LISTEN side.
 INVALIDATOR = invalidator db_notify
 # The worker: every other file (the FastCGI loop, HTTP, routing, handlers,

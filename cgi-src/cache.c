@@ -80,6 +80,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "etag.h"
 #include "log.h"
 
 #define MAX_INDEXES	4
@@ -135,6 +136,61 @@ entry_keys(struct entry_keys *k, const char *prefix,
 	    ns->name, id), sizeof(k->lock)) == -1)
 		return -1;
 	return 0;
+}
+
+/*
+ * The memo: a hit's max-age without a second Redis command. A hit answers
+ * Cache-Control: max-age no longer than the entry has left to live, which
+ * GET alone does not say; PTTL, pipelined with it, does, for a second
+ * command on every hit. So each process remembers, per key (a slot per
+ * hash, the last one wins), the value it last saw there and a time at or
+ * before which that entry expires: the ttl when it filled it, counted from
+ * before its SET was sent, or PTTL's answer to a GET it sent with one,
+ * counted from before it was sent. A later hit on the key is a GET alone
+ * while the memo has at least a second left; if the value is the one
+ * remembered, the entry is the one remembered or a later fill of the same
+ * value (a key holds one entry at a time, and every fill lives the same
+ * ttl from its own SET), so it expires no sooner than remembered, and
+ * max-age counts from the memo. Another value is another entry: max-age 0
+ * this once, and the next hit asks PTTL again. What it cannot see: a ttl
+ * shortened by hand (redis-cli EXPIRE), or processes of one Redis prefix
+ * with different CACHE_TTL; a client's copy may then outlive the entry, by
+ * no more than the difference.
+ */
+static struct cache_memo *
+memo_slot(struct cache *c, const char *key, uint64_t *kh)
+{
+	*kh = etag_hash(key, strlen(key)) | 1;	/* never 0: "none" */
+	return &c->memo[*kh % CACHE_MEMO_SLOTS];
+}
+
+static void
+memo_learn(struct cache_memo *m, uint64_t kh, const struct buf *body,
+    double expires_ms)
+{
+	m->key = kh;
+	m->body = etag_hash(body->data, body->len);
+	m->expires_ms = expires_ms;
+}
+
+/* Seconds a client may keep a hit, rounded down: never past the entry. */
+static int
+hit_max_age(struct cache_memo *m, uint64_t kh, const struct buf *body,
+    long long ttl_ms, double sent_ms)
+{
+	double left;
+
+	if (ttl_ms >= 0) {		/* PTTL answered: learn it */
+		memo_learn(m, kh, body, sent_ms + (double)ttl_ms);
+		return (int)(ttl_ms / 1000);
+	}
+	if (ttl_ms == -1 || m->key != kh ||
+	    m->body != etag_hash(body->data, body->len)) {
+		m->key = 0;		/* no ttl, or another entry */
+		return 0;
+	}
+	left = m->expires_ms - clock_ms();
+	return left > 0 ? (int)(left / 1000) : 0;
 }
 
 static void
@@ -232,9 +288,11 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 {
 	struct entry_keys k;
 	struct kv_ticket t;
+	struct cache_memo *m;
 	enum cache_load lr;
 	enum kv_status ks;
-	long long ttl_ms = -1;
+	long long ttl_ms = -2;	/* -2: not asked (the memo knows) */
+	uint64_t kh;
 	double t0, t1;
 
 	res->cache_ms = res->load_ms = 0;
@@ -246,15 +304,19 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 	}
 	if (!c->guarded)
 		cache_guard(c);
-	t0 = clock_ms();
-	ks = kv_get(c->kv, k.key, body, &ttl_ms);
-	if (ks == KV_MISS)
+	m = memo_slot(c, k.key, &kh);
+	t0 = t1 = clock_ms();
+	ks = kv_get(c->kv, k.key, body, m->key == kh &&
+	    m->expires_ms - t0 >= 1000 ? NULL : &ttl_ms);
+	if (ks == KV_MISS) {
+		t1 = clock_ms();
 		ks = lease_or_wait(c, &k, body, &t, res, &ttl_ms);
+	}
 	res->cache_ms = clock_ms() - t0;
 	if (ks == KV_OK) {
 		res->status = CACHE_HIT;
-		/* Rounded down: a client's copy never outlives ours. */
-		res->max_age = ttl_ms >= 0 ? (int)(ttl_ms / 1000) : 0;
+		res->max_age = hit_max_age(m, kh, body, ttl_ms,
+		    ttl_ms == -2 ? t0 : t1);
 		return LOAD_OK;
 	}
 	if (ks != KV_DOWN)
@@ -271,11 +333,13 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 	} else {
 		if (c->fill_delay_ms > 0)	/* tests only: widen the race */
 			sleep_ms(c->fill_delay_ms);
+		t0 = clock_ms();
 		ks = kv_fill(c->kv, k.key, body->data, body->len, c->ttl,
 		    ns->indexed ? k.index : NULL, k.gen, k.lock, &t);
 		if (ks == KV_OK) {
 			res->stored = 1;
 			res->max_age = c->ttl;
+			memo_learn(m, kh, body, t0 + c->ttl * 1000.0);
 		}
 		else if (ks == KV_STALE)
 			log_debug("cache: %s changed while loading, not stored",

@@ -20,11 +20,13 @@
 #define ORDERS_CACHE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "kv.h"
 
 #define CACHE_KEY_MAX	256
+#define CACHE_MEMO_SLOTS 256	/* expiries this process remembers */
 
 enum cache_status { CACHE_HIT, CACHE_MISS, CACHE_BYPASS };
 
@@ -47,6 +49,12 @@ struct cache {
 	int		 guarded;
 	char		 guard_key[CACHE_KEY_MAX];	/* <prefix>meta:replid */
 	char		 guard_match[CACHE_KEY_MAX];	/* <prefix>*, escaped */
+	/* Entries' expiries it learned (cache.c: a hit is one GET). */
+	struct cache_memo {
+		uint64_t	 key;		/* etag_hash of the key; 0: none */
+		uint64_t	 body;		/* etag_hash of the value */
+		double		 expires_ms;	/* clock_ms(): at or before */
+	}		 memo[CACHE_MEMO_SLOTS];
 };
 
 struct cache_result {

@@ -6,18 +6,26 @@
 #define FNV64_OFFSET	0xcbf29ce484222325ULL
 #define FNV64_PRIME	0x100000001b3ULL
 
+uint64_t
+etag_hash(const char *p, size_t len)
+{
+	uint64_t h = FNV64_OFFSET;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= (unsigned char)p[i];
+		h *= FNV64_PRIME;
+	}
+	return h;
+}
+
 void
 etag_of(const char *body, size_t len, char out[ETAG_MAX])
 {
 	static const char hex[] = "0123456789abcdef";
-	uint64_t h = FNV64_OFFSET;
-	size_t i;
+	uint64_t h = etag_hash(body, len);
 	int j;
 
-	for (i = 0; i < len; i++) {
-		h ^= (unsigned char)body[i];
-		h *= FNV64_PRIME;
-	}
 	out[0] = '"';
 	for (j = 16; j >= 1; j--, h >>= 4)
 		out[j] = hex[h & 0xf];

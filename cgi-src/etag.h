@@ -6,6 +6,7 @@
 #define ORDERS_ETAG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* '"' + 16 hex digits + '"' + NUL */
 #define ETAG_MAX	19
@@ -16,6 +17,9 @@
  * whichever worker computes it. out must hold ETAG_MAX bytes.
  */
 void etag_of(const char *body, size_t len, char out[ETAG_MAX]);
+
+/* FNV-1a 64 of p[0..len): the tag's number. */
+uint64_t etag_hash(const char *p, size_t len);
 
 /*
  * Whether an If-None-Match field value matches etag (a tag of etag_of):

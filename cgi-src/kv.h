@@ -113,7 +113,7 @@ unsigned long kv_failures(const struct kv *kv);
 /*
  * key's value into out (KV_OK), with in *ttl_ms the milliseconds it has
  * left to live (-1: no ttl; 0: gone since), both in one round trip; or
- * KV_MISS.
+ * KV_MISS. With ttl_ms NULL, the value alone: one GET.
  */
 enum kv_status kv_get(struct kv *kv, const char *key, struct buf *out,
     long long *ttl_ms);

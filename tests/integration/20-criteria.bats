@@ -272,6 +272,46 @@ check_count() {
   ((${REPLY#max-age=} <= age)) || flunk "max-age grew on the 304: $REPLY after $age"
 }
 
+# pttl_calls: how many PTTL commands Redis has run (INFO commandstats).
+pttl_calls() {
+  local line
+  line=$(rcli INFO commandstats | tr -d '\r' | grep '^cmdstat_pttl:') || { echo 0; return; }
+  line=${line#*calls=}
+  echo "${line%%,*}"
+}
+
+@test "a hit is one GET: each worker asks an entry's ttl once; max-age never outlives the entry, even another value's" {
+  c=$(fresh_customer)
+  key=$(ckey "count:customerid=$c")
+  url="/orders/count?customerid=$c"
+  req GET "$url"
+  assert_cache MISS
+  n0=$(pttl_calls)
+  for i in $(seq 16); do
+    p0=$(rcli PTTL "$key")
+    req GET "$url"
+    assert_cache HIT
+    assert_header_match Cache-Control '^max-age=[0-9]+$'
+    age=${REPLY#max-age=}
+    ((age * 1000 <= p0)) || flunk "hit $i: max-age=$age, but the entry had ${p0} ms left"
+  done
+  n1=$(pttl_calls)
+  # our own 16 PTTLs, and at most one per worker: the one that filled the
+  # entry knows its ttl already, the others ask once
+  asked=$((n1 - n0 - 16))
+  ((asked <= WORKERS - 1)) || flunk "the workers sent $asked PTTLs for 16 hits on one entry ($WORKERS workers)"
+  # Another value under the key, with less time to live (by hand, as no
+  # fill would): no worker may count max-age from what it remembers.
+  [[ $(rcli SET "$key" '{"count":424242}' PX 1500) == OK ]] || flunk "SET $key"
+  for i in $(seq 4); do
+    req GET "$url"
+    [[ $body == '{"count":424242}' ]] || flunk "hit $i on the new value answered $body"
+    assert_header_match Cache-Control '^max-age=[0-9]+$'
+    ((${REPLY#max-age=} <= 1)) || flunk "hit $i on a value with 1.5 s to live: $REPLY"
+  done
+  rdel "$key"
+}
+
 @test "HEAD on cached reads: the GET's ETag, Cache-Control and X-Cache, no body; If-None-Match too" {
   c=$(fresh_customer)
   req GET "/orders/count?customerid=$c"
