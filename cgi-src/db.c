@@ -295,15 +295,15 @@ static int
 db_send(struct db *db, const char *sql, int nparams,
     const char *const *params, PGresult **failed)
 {
-	int i = db->pooled ? -1 : prepared_index(sql);
+	int i = prepared_index(sql);
 	char name[16];
 	PGresult *res;
 
 	/* (behind a transaction pooler, the next statement may run on a
 	   server connection where ours was never prepared) */
-	if (i == -1)
-		return PQsendQueryParams(db->conn, sql, nparams, NULL, params,
-		    NULL, NULL, 0);
+	if (i == -1 || db->pooled)
+		return PQsendQueryParams(db->conn, sql, nparams,
+		    i == -1 ? NULL : prepared[i].types, params, NULL, NULL, 0);
 	snprintf(name, sizeof(name), "orders_%d", i);
 	if (!(db->prepared & (1u << i))) {
 		if (!PQsendPrepare(db->conn, name, sql, nparams,
