@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "keys.h"
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
@@ -38,9 +39,8 @@ app_init(struct app *app, const struct config *cfg)
 	if (cfg->database_replica_url != NULL)
 		app->replica = db_new(cfg->database_replica_url,
 		    cfg->statement_timeout_ms, cfg->database_pooled);
-	snprintf(app->lsn_key, sizeof(app->lsn_key), "%smeta:lsn",
-	    cfg->cache_prefix);
-	if (app->db == NULL || app->kv == NULL ||
+	if (orders_bar_key(app->lsn_key, cfg->cache_prefix) == -1 ||
+	    app->db == NULL || app->kv == NULL ||
 	    (cfg->database_replica_url != NULL && app->replica == NULL)) {
 		app_free(app);
 		return -1;

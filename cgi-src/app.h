@@ -21,7 +21,7 @@ struct app {
 	struct db		*db;
 	struct db		*replica;	/* NULL: no DATABASE_REPLICA_URL */
 	double			 replica_retry_ms; /* unusable until then */
-	char			 lsn_key[CACHE_PREFIX_MAX + 16];
+	char			 lsn_key[CACHE_KEY_MAX];
 	struct kv		*kv;
 	struct cache		 cache;
 	struct buf		 body;	/* request body, reused */

@@ -100,24 +100,15 @@ replica_failed(struct app *app, enum db_status st)
 	return 1;
 }
 
-/*
- * A write's part of the bar (read_source), before its invalidation: the
- * primary's position now, at or past its commit. When that cannot be had,
- * the bar goes (a forced delete, like an invalidation), and the next miss
- * sets it again from the primary's position then.
- */
+/* A write's part of the bar (read_source): keys.h, orders_raise_bar. */
 static void
 raise_bar(struct app *app)
 {
-	const char *key = app->lsn_key;
 	uint64_t lsn;
 
-	if (app->replica == NULL)
-		return;
-	if (db_wal_lsn(app->db, &lsn) == DB_OK &&
-	    kv_lsn_raise(app->kv, key, lsn) == KV_OK)
-		return;
-	(void)kv_invalidate(app->kv, &key, 1, NULL, 0, NULL, 0);
+	if (app->replica != NULL)
+		(void)orders_raise_bar(app->kv, app->lsn_key,
+		    db_wal_lsn(app->db, &lsn) == DB_OK ? &lsn : NULL);
 }
 
 static enum cache_load

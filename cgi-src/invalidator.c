@@ -42,7 +42,7 @@ struct invalidator {
 	double			 retry_at_ms;	/* its next try */
 	int			 backoff_ms;	/* pause before the next connect */
 	int			 replica;	/* DATABASE_REPLICA_URL is set */
-	char			 lsn_key[CACHE_PREFIX_MAX + 16];
+	char			 lsn_key[CACHE_KEY_MAX];
 };
 
 static volatile sig_atomic_t stopping;
@@ -101,16 +101,12 @@ owe_all(struct invalidator *inv, const char *why)
 static int
 raise_bar(struct invalidator *inv)
 {
-	const char *key = inv->lsn_key;
 	uint64_t lsn;
 
 	if (!inv->replica)
 		return 0;
-	if (db_notify_wal_lsn(inv->pg, &lsn) == 0 &&
-	    kv_lsn_raise(inv->cache.kv, key, lsn) == KV_OK)
-		return 0;
-	return kv_invalidate(inv->cache.kv, &key, 1, NULL, 0, NULL, 0) ==
-	    KV_OK ? 0 : -1;
+	return orders_raise_bar(inv->cache.kv, inv->lsn_key,
+	    db_notify_wal_lsn(inv->pg, &lsn) == 0 ? &lsn : NULL);
 }
 
 /* Tries the full invalidation owed, when one is and its time has come. */
@@ -238,8 +234,10 @@ main(int argc, char **argv)
 	inv.cache.prefix = cfg.cache_prefix;
 	inv.cache.ttl = cfg.cache_ttl;
 	inv.replica = cfg.database_replica_url != NULL;
-	snprintf(inv.lsn_key, sizeof(inv.lsn_key), "%smeta:lsn",
-	    cfg.cache_prefix);
+	if (orders_bar_key(inv.lsn_key, cfg.cache_prefix) == -1) {
+		log_error("cannot start: CACHE_PREFIX too long");
+		goto out;
+	}
 	inv.pg = db_notify_new(cfg.database_url, cfg.statement_timeout_ms);
 	if (inv.cache.kv == NULL || inv.pg == NULL) {
 		log_error("cannot start: out of memory");

@@ -28,3 +28,20 @@ orders_invalidate_all(struct cache *c)
 	return cache_invalidate(c, NULL, NULL, everything,
 	    sizeof(everything) / sizeof(everything[0]));
 }
+
+int
+orders_bar_key(char out[CACHE_KEY_MAX], const char *prefix)
+{
+	int n = snprintf(out, CACHE_KEY_MAX, "%smeta:lsn", prefix);
+
+	return n >= 0 && n < CACHE_KEY_MAX ? 0 : -1;
+}
+
+int
+orders_raise_bar(struct kv *kv, const char *bar_key, const uint64_t *lsn)
+{
+	if (lsn != NULL && kv_lsn_raise(kv, bar_key, *lsn) == KV_OK)
+		return 0;
+	return kv_invalidate(kv, &bar_key, 1, NULL, 0, NULL, 0) == KV_OK ?
+	    0 : -1;
+}
