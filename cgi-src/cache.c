@@ -139,23 +139,24 @@ entry_keys(struct entry_keys *k, const char *prefix,
 }
 
 /*
- * The memo: a hit's max-age without a second Redis command. A hit answers
- * Cache-Control: max-age no longer than the entry has left to live, which
- * GET alone does not say; PTTL, pipelined with it, does, for a second
- * command on every hit. So each process remembers, per key (a slot per
- * hash, the last one wins), the value it last saw there and a time at or
- * before which that entry expires: the ttl when it filled it, counted from
- * before its SET was sent, or PTTL's answer to a GET it sent with one,
- * counted from before it was sent. A later hit on the key is a GET alone
- * while the memo has at least a second left; if the value is the one
- * remembered, the entry is the one remembered or a later fill of the same
- * value (a key holds one entry at a time, and every fill lives the same
- * ttl from its own SET), so it expires no sooner than remembered, and
- * max-age counts from the memo. Another value is another entry: max-age 0
- * this once, and the next hit asks PTTL again. What it cannot see: a ttl
- * shortened by hand (redis-cli EXPIRE), or processes of one Redis prefix
- * with different CACHE_TTL; a client's copy may then outlive the entry, by
- * no more than the difference.
+ * The memo: a hit in one GET. A hit answers Cache-Control: max-age no
+ * longer than the entry has left to live, which GET alone does not say;
+ * PTTL beside it would, for a second command on every hit. So each
+ * process remembers, per key (a slot per hash, the last one wins), the
+ * value it last saw there and a time at or before which that entry
+ * expires: the ttl when it filled it, counted from before its SET was
+ * sent, or the ttl the lease script answered with the value, counted from
+ * before the script was sent. A later read of the key is a GET alone while
+ * the memo has at least a second left (any other read goes to the lease,
+ * which answers a hit as well). If the value is the one remembered, the
+ * entry is the one remembered or a later fill of the same value (a key
+ * holds one entry at a time, and every fill lives the same ttl from its
+ * own SET), so it expires no sooner than remembered, and max-age counts
+ * from the memo. Another value is another entry: max-age 0 this once, and
+ * the next read goes to the lease. What it cannot see: a ttl shortened by
+ * hand (redis-cli EXPIRE), or processes of one Redis prefix with different
+ * CACHE_TTL; a client's copy may then outlive the entry, by no more than
+ * the difference.
  */
 static struct cache_memo *
 memo_slot(struct cache *c, const char *key, uint64_t *kh)
@@ -180,7 +181,7 @@ hit_max_age(struct cache_memo *m, uint64_t kh, const struct buf *body,
 {
 	double left;
 
-	if (ttl_ms >= 0) {		/* PTTL answered: learn it */
+	if (ttl_ms >= 0) {		/* the lease told: learn it */
 		memo_learn(m, kh, body, sent_ms + (double)ttl_ms);
 		return (int)(ttl_ms / 1000);
 	}
@@ -304,10 +305,18 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 	}
 	if (!c->guarded)
 		cache_guard(c);
+	/*
+	 * A key the memo knows was there a moment ago: GET alone. Any other
+	 * goes straight to the lease, which answers with the value and its
+	 * ttl when there is one: a cold miss is two round trips (the lease,
+	 * the fill), as in the tutorial, and a hit on a key new to this
+	 * process runs one script and teaches the memo.
+	 */
 	m = memo_slot(c, k.key, &kh);
 	t0 = t1 = clock_ms();
-	ks = kv_get(c->kv, k.key, body, m->key == kh &&
-	    m->expires_ms - t0 >= 1000 ? NULL : &ttl_ms);
+	ks = KV_MISS;
+	if (m->key == kh && m->expires_ms - t0 >= 1000)
+		ks = kv_get(c->kv, k.key, body);
 	if (ks == KV_MISS) {
 		t1 = clock_ms();
 		ks = lease_or_wait(c, &k, body, &t, res, &ttl_ms);

@@ -26,7 +26,8 @@
 #include "kv.h"
 
 #define CACHE_KEY_MAX	256
-#define CACHE_MEMO_SLOTS 256	/* expiries this process remembers */
+#define CACHE_MEMO_SLOTS 4096	/* expiries this process remembers (24 bytes
+				   each, touched as they are used) */
 
 enum cache_status { CACHE_HIT, CACHE_MISS, CACHE_BYPASS };
 

@@ -1217,44 +1217,33 @@ take_hit(const redisReply *r, size_t first, struct buf *out,
 }
 
 /*
- * GET and PTTL, pipelined: a hit's value and remaining ttl in one round
- * trip, and no script to run, which costs Redis several times a GET's
- * work. Not atomic, and need not be: an entry deleted or expired between
- * the two has PTTL -2, and its hit then gets max-age 0. GET alone when the
- * caller knows the ttl already (cache.c's memo).
+ * GET alone: no script to run, which costs Redis several times a GET's
+ * work. A hit's remaining ttl is cache.c's business (its memo).
  */
 enum kv_status
-kv_get(struct kv *kv, const char *key, struct buf *out, long long *ttl_ms)
+kv_get(struct kv *kv, const char *key, struct buf *out)
 {
-	const char *get[] = { "GET", key }, *pttl[] = { "PTTL", key };
-	const struct kv_cmd c[] = { { 2, get, NULL }, { 2, pttl, NULL } };
-	redisReply *r[2];
+	const char *get[] = { "GET", key };
+	const struct kv_cmd c[] = { { 2, get, NULL } };
+	redisReply *r;
 	enum kv_status st = KV_DOWN;
 	char msg[128];
-	int n = ttl_ms != NULL ? 2 : 1;
 
-	r[1] = NULL;
 	if (kv_begin(kv, 0) == -1)
 		return KV_DOWN;
-	if (kv_commands(kv, n, c, r) == -1)
+	if (kv_commands(kv, 1, c, &r) == -1)
 		return kv_fail(kv, "get");
-	if (r[0]->type == REDIS_REPLY_NIL)
+	if (r->type == REDIS_REPLY_NIL)
 		st = KV_MISS;
-	else if (r[0]->type == REDIS_REPLY_STRING &&
-	    (n == 1 || r[1]->type == REDIS_REPLY_INTEGER)) {
-		if (n == 2)
-			*ttl_ms = r[1]->integer >= 0 ? r[1]->integer :
-			    r[1]->integer == -1 ? -1 : 0;
-		if (buf_append(out, r[0]->str, r[0]->len) == 0)
+	else if (r->type == REDIS_REPLY_STRING) {
+		if (buf_append(out, r->str, r->len) == 0)
 			st = KV_OK;
 	} else {
-		kv_keep_error(kv, r[0]->type == REDIS_REPLY_ERROR ||
-		    n == 1 ? r[0] : r[1]);
+		kv_keep_error(kv, r);
 		log_warn("redis: get: %s", log_safe(msg, sizeof(msg),
 		    kv->lapse));
 	}
-	freeReplyObject(r[0]);
-	freeReplyObject(r[1]);
+	freeReplyObject(r);
 	return st;
 }
 

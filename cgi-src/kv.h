@@ -110,19 +110,15 @@ enum breaker_state kv_breaker_state(const struct kv *kv);
 /* Failed operations (timeouts, I/O errors, failed connects) so far. */
 unsigned long kv_failures(const struct kv *kv);
 
-/*
- * key's value into out (KV_OK), with in *ttl_ms the milliseconds it has
- * left to live (-1: no ttl; 0: gone since), both in one round trip; or
- * KV_MISS. With ttl_ms NULL, the value alone: one GET.
- */
-enum kv_status kv_get(struct kv *kv, const char *key, struct buf *out,
-    long long *ttl_ms);
+/* key's value into out (KV_OK), or KV_MISS: one GET. */
+enum kv_status kv_get(struct kv *kv, const char *key, struct buf *out);
 
 /*
- * After a miss on key: KV_OK with the value in out (and *ttl_ms as
- * kv_get's) if it was stored in the meantime; else the generation now in
- * gen_key goes into t, and the lock lock_key (for lock_ms) is ours
- * (KV_LEASED: load and fill) or another's (KV_BUSY).
+ * A read of key that GET did not answer: KV_OK with the value in out, and
+ * in *ttl_ms the milliseconds it has left to live (-1: no ttl), when it is
+ * there; else the generation now in gen_key goes into t, and the lock
+ * lock_key (for lock_ms) is ours (KV_LEASED: load and fill) or another's
+ * (KV_BUSY). One script, one round trip.
  */
 enum kv_status kv_lease(struct kv *kv, const char *key, const char *gen_key,
     const char *lock_key, int lock_ms, struct buf *out, struct kv_ticket *t,
@@ -130,8 +126,8 @@ enum kv_status kv_lease(struct kv *kv, const char *key, const char *gen_key,
 
 /*
  * While another client fills key: the value (KV_OK, in out, *ttl_ms as
- * kv_get's), still being filled (KV_BUSY), or neither (KV_MISS: the filler gave up or could not
- * store; ask for the lease again).
+ * kv_lease's), still being filled (KV_BUSY), or neither (KV_MISS: the
+ * filler gave up or could not store; ask for the lease again).
  */
 enum kv_status kv_peek(struct kv *kv, const char *key, const char *lock_key,
     struct buf *out, long long *ttl_ms);
