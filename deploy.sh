@@ -538,16 +538,11 @@ pg_init() {
 	as_pg rm -rf "$new"
 	as_pg "$bin/initdb" -D "$new" -U postgres --auth-local=trust \
 		--auth-host=scram-sha-256 -E UTF8 --locale=C >/dev/null
-	# The socket directory is private to the cluster's owner, which is what
-	# makes "local ... trust" safe.
+	# The administrator's socket directory, private to the cluster's owner;
+	# the pool's is RUN_DIR/pg (pg_start).
 	as_pg mkdir -p "$PG_SOCKDIR"
 	as_pg chmod 0700 "$PG_SOCKDIR"
-	pg_write "$new/pg_hba.conf" <<-EOF
-	# written by deploy.sh
-	# TYPE  DATABASE  USER        ADDRESS       METHOD
-	local   all       all                       trust
-	host    orders    orders_app  127.0.0.1/32  scram-sha-256
-	EOF
+	pg_auth "$new"
 	# shellcheck disable=SC2016 # $1 is sh's, not ours
 	as_pg sh -c 'cat >>"$1"' sh "$new/postgresql.conf" <<-EOF
 
@@ -582,18 +577,89 @@ pg_log_file() {
 	printf '%s' "$f"
 }
 
+# pg_auth DIR: pg_hba.conf and pg_ident.conf into the data directory DIR,
+# written again at every start, so that a cluster from an earlier deploy
+# has them too. Over a Unix socket Postgres asks the kernel who connects
+# (peer): only the administrator (root, and the cluster's owner) may be
+# postgres, and only the pool's user (www-data; when deploy.sh is not
+# root, the one user) may be orders_app, with no password. Over TCP,
+# orders_app with its password: the URL of the env file, for people and
+# other programs.
+pg_auth() {
+	local dir=$1 pool_user=www-data
+	(( IS_ROOT )) || pool_user=$PG_USER
+	pg_write "$dir/pg_hba.conf" <<-EOF
+	# written by deploy.sh (at every start)
+	# TYPE  DATABASE  USER        ADDRESS       METHOD
+	local   all       postgres                  peer map=admin
+	local   orders    orders_app                peer map=pool
+	host    orders    orders_app  127.0.0.1/32  scram-sha-256
+	EOF
+	{
+		printf '# written by deploy.sh (at every start)\n# MAP  SYSTEM-USER  PG-USER\n'
+		(( IS_ROOT )) && printf 'admin  root  postgres\n'
+		printf 'admin  %s  postgres\n' "$PG_USER"
+		printf 'pool  %s  orders_app\n' "$pool_user"
+	} | pg_write "$dir/pg_ident.conf"
+}
+
+# pg_pool_sockdir: RUN_DIR/pg, made ready for the pool's Unix socket
+# (the owner's; www-data may enter it, nobody else), and printed; nothing,
+# and status 1, when its path does not suit a socket (a socket's path
+# holds 107 bytes at most, and pg_ctl's -o goes through sh).
+#
+# Why a socket: a worker that reaches Postgres over TCP authenticates with
+# SCRAM, whose hashing touches most of libcrypto: 2.4 MiB more RSS in every
+# worker than a peer connection (a bare libpq client, bench/rss-libpq.c:
+# 8.7 against 6.3 MiB), and every statement's round trip costs the kernel
+# more over TCP than over a Unix socket.
+pg_pool_sockdir() {
+	local d=$RUN_DIR/pg
+	[[ $d =~ ^[A-Za-z0-9._/-]+$ && $PG_SOCKDIR =~ ^[A-Za-z0-9._/-]+$ ]] &&
+		(( ${#d} <= 80 )) || return 1
+	mkdir -p "$d"
+	if (( IS_ROOT )); then
+		chown "$PG_USER:www-data" "$d"
+		chmod 0750 "$d"
+	else
+		chmod 0700 "$d"
+	fi
+	printf '%s' "$d"
+}
+
+# pool_db_url: DATABASE_URL as the pool and the invalidator use it: the
+# local cluster over the pool's socket (peer: no password) when it listens
+# there, else DATABASE_URL itself.
+pool_db_url() {
+	if [[ $DB_MODE == local && -S $RUN_DIR/pg/.s.PGSQL.$S_PG_PORT ]]; then
+		printf 'postgresql:///orders?host=%s&port=%s&user=orders_app' "$RUN_DIR/pg" "$S_PG_PORT"
+	else
+		printf '%s' "$DATABASE_URL"
+	fi
+}
+
 pg_start() {
-	local pid log bin
+	local pid log bin dir opts=''
+	pg_auth "$PG_DATA"
 	if pid=$(pg_pid); then
+		as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" reload >/dev/null ||
+			warn "postgres: cannot reload pg_hba.conf"
 		msg "postgres: running (pid $pid)"
 		return 0
 	fi
 	log=$(pg_log_file)
 	bin=$(pg_bin)
 	[[ $log == "$LOG_DIR/postgres.log" ]] || msg "postgres: log in $log (user postgres cannot write to $LOG_DIR)"
+	# The pool's socket beside the administrator's: the sockets themselves
+	# are open to all (0777), their directories are not.
+	if dir=$(pg_pool_sockdir); then
+		opts="-c unix_socket_directories=$PG_SOCKDIR,$dir -c unix_socket_permissions=0777"
+	else
+		msg "postgres: the pool connects over TCP (RUN_DIR $RUN_DIR does not suit a socket)"
+	fi
 	# pg_ctl -w returns once the server accepts connections; the postmaster
 	# detaches into its own session.
-	if ! as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$log" -w -t 60 start >/dev/null; then
+	if ! as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$log" -o "$opts" -w -t 60 start >/dev/null; then
 		tail -n 20 "$log" >&2 || true
 		die "postgres did not start (log: $log)"
 	fi
@@ -941,7 +1007,7 @@ worker_extra_saved() {
 # start.
 pool_env() {
 	POOL_ENV=(PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 GNUTLS_NO_IMPLICIT_INIT=1
-		"DATABASE_URL=$DATABASE_URL" "REDIS_URL=$(worker_redis_url)"
+		"DATABASE_URL=$(pool_db_url)" "REDIS_URL=$(worker_redis_url)"
 		"CACHE_TTL=$CACHE_TTL" "CACHE_PREFIX=$CACHE_PREFIX"
 		"METRICS_FILE=$RUN_DIR/metrics"
 		${POOL_EXTRA[@]+"${POOL_EXTRA[@]}"})

@@ -931,9 +931,18 @@ main_table() {
   done
   say "worker RSS after the accounting: $(rss_line)"
   # the floor of any libpq client: the same libraries, mapped and touched
-  # (with the workers' GNUTLS_NO_IMPLICIT_INIT: see deploy.sh, pool_env)
+  # (with the workers' GNUTLS_NO_IMPLICIT_INIT: see deploy.sh, pool_env),
+  # connected as the workers are (their DATABASE_URL, as their user: a
+  # Unix socket, peer) and as people are (the env file's: TCP, SCRAM)
+  local wpid wurl runas=() pq
+  wpid=$(worker_pids | head -n 1)
+  wurl=$(tr '\0' '\n' <"/proc/$wpid/environ" 2>/dev/null | sed -n 's/^DATABASE_URL=//p')
+  ((EUID == 0)) && runas=(setpriv --reuid=www-data --regid=www-data --init-groups --)
+  if [[ -n $wurl ]] && pq=$(env GNUTLS_NO_IMPLICIT_INIT=1 ${runas[@]+"${runas[@]}"} "$REPO/build/rss-libpq" "$wurl" 2>/dev/null); then
+    say "$(awk '{ printf "  a process that only links libpq, connects as the workers do and runs SELECT 1 (build/rss-libpq): VmRSS %.1f MiB, Pss %.1f MiB", $2 / 1024, $4 / 1024 }' <<<"$pq")"
+  fi
   if pq=$(GNUTLS_NO_IMPLICIT_INIT=1 "$REPO/build/rss-libpq" "$DB_URL" 2>/dev/null); then
-    say "$(awk '{ printf "  a process that only links libpq, connects and runs SELECT 1 (build/rss-libpq): VmRSS %.1f MiB, Pss %.1f MiB", $2 / 1024, $4 / 1024 }' <<<"$pq")"
+    say "$(awk '{ printf "  the same over TCP with the password (SCRAM: most of libcrypto touched): VmRSS %.1f MiB, Pss %.1f MiB", $2 / 1024, $4 / 1024 }' <<<"$pq")"
   fi
   say ""
   say "Redis per request, by command (INFO commandstats over the measured runs of repetition 1; a script's"
