@@ -324,8 +324,7 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 	res->cache_ms = clock_ms() - t0;
 	if (ks == KV_OK) {
 		res->status = CACHE_HIT;
-		res->max_age = hit_max_age(m, kh, body, ttl_ms,
-		    ttl_ms == -2 ? t0 : t1);
+		res->max_age = hit_max_age(m, kh, body, ttl_ms, t1);
 		return LOAD_OK;
 	}
 	if (ks != KV_DOWN)
