@@ -345,8 +345,11 @@ answer_created(struct exchange *x, const struct order_row *row)
 
 /*
  * With an Idempotency-Key, a retry of a request that created an order gets
- * that order again, as it is stored; nothing is inserted, so nothing is
- * invalidated. The same key with another order is the client's mistake.
+ * that order again, as it is stored; nothing is inserted. The retry settles
+ * the order again all the same: it is this order's acknowledgement, and the
+ * first attempt's invalidation may never have been made (its worker cut off
+ * from Redis and Postgres after the commit: the reason its client retries).
+ * The same key with another order is the client's mistake.
  */
 void
 handle_create_order(struct exchange *x)
@@ -368,7 +371,7 @@ handle_create_order(struct exchange *x)
 		st = db_insert_order_keyed(x->app->db, &order, key, &row,
 		    &created);
 	x->resp->db_ms += clock_ms() - t0;
-	if (st == DB_OK && created)
+	if (st == DB_OK)
 		settle_write(x, row.orderid);
 	else if (st == DB_UNAVAILABLE && db_write_unknown(x->app->db))
 		settle_write(x, INFLIGHT_INSERT);	/* it may have committed */
