@@ -398,7 +398,12 @@ handle_delete_order(struct exchange *x)
 	inflight_begin(x->id);
 	st = db_delete_order(x->app->db, x->id);
 	x->resp->db_ms += clock_ms() - t0;
-	if (st == DB_OK || (st == DB_UNAVAILABLE &&
+	/*
+	 * A 404 settles too: it may answer the retry of a DELETE that did
+	 * commit, on a worker then cut off before its invalidation (see
+	 * handle_create_order), and a client takes the 404 as "gone".
+	 */
+	if (st == DB_OK || st == DB_NOTFOUND || (st == DB_UNAVAILABLE &&
 	    db_write_unknown(x->app->db)))	/* the latter: it may have */
 		settle_write(x, x->id);
 	inflight_end();

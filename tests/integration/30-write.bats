@@ -88,6 +88,34 @@ load helpers
   assert_cache MISS
 }
 
+@test "DELETE committed without its invalidation (its worker cut off): the retry's 404 leaves neither the order nor its count stale" {
+  c=$(fresh_customer)
+  post_json "{\"customerid\": $c, \"netamount\": 5, \"tax\": 0}"
+  assert_status 201
+  id=$(jq -r .orderid <<<"$body")
+  for path in "/orders/$id" "/orders/count?customerid=$c"; do
+    req GET "$path"
+    req GET "$path"
+    assert_cache HIT
+  done
+  pttl=$(rcli PTTL "$(ckey "id:$id")")
+  ((pttl > 2000)) || skip "the cached order has ${pttl} ms left: too little to tell"
+  # the first DELETE, as a worker that lost its link right after the commit
+  # leaves it: committed, no NOTIFY, never invalidated; its client retries
+  psqlc "SELECT set_config('orders.self_invalidating', 'on', true);
+    DELETE FROM orders WHERE orderid = $id" >/dev/null
+  req GET "/orders/$id"
+  assert_cache HIT # the hole this test is about
+
+  req DELETE "/orders/$id"
+  assert_error_json 404
+  req GET "/orders/$id"
+  assert_error_json 404
+  req GET "/orders/count?customerid=$c"
+  assert_cache MISS
+  assert_count_is 0
+}
+
 @test "three POSTs in a row: each makes the next count a MISS with the new value, and the new order readable" {
   c=$(fresh_customer)
   for i in 1 2 3; do
