@@ -1009,7 +1009,7 @@ pool_env() {
 	POOL_ENV=(PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 GNUTLS_NO_IMPLICIT_INIT=1
 		"DATABASE_URL=$(pool_db_url)" "REDIS_URL=$(worker_redis_url)"
 		"CACHE_TTL=$CACHE_TTL" "CACHE_PREFIX=$CACHE_PREFIX"
-		"METRICS_FILE=$RUN_DIR/metrics"
+		"METRICS_FILE=$(metrics_path)"
 		${POOL_EXTRA[@]+"${POOL_EXTRA[@]}"})
 	# A worker host takes requests from its edges alone: libfcgi closes
 	# a TCP connection from any other address before reading it.
@@ -1045,12 +1045,31 @@ worker_check() {
 	fi
 }
 
-# metrics_file: RUN_DIR/metrics, which the workers map (pool_env), made
-# theirs: as root they run as www-data, who may not create files in
+# metrics_path: RUN_DIR/metrics.LAYOUT, LAYOUT the file's layout that the
+# worker was built with (orders-worker --metrics-layout): a build whose
+# layout changed starts a file of its own (its counters from zero) rather
+# than have its workers count privately and settle no dead worker's writes
+# (cgi-src/metrics.c).
+metrics_path() {
+	local layout=''
+	[[ $(basename -- "$WORKER_BIN") == orders-worker ]] &&
+		layout=$("$WORKER_BIN" --metrics-layout 2>/dev/null)
+	[[ $layout =~ ^[a-z0-9]+$ ]] || layout=private
+	printf '%s/metrics.%s' "$RUN_DIR" "$layout"
+}
+
+# metrics_file: the file of metrics_path, which the workers map (pool_env),
+# made theirs: as root they run as www-data, who may not create files in
 # RUN_DIR.  Kept across pools, scales and restarts: Prometheus counters
-# must not go back to zero.
+# must not go back to zero. Files of other layouts (and the unnamed one of
+# builds before the name) go: the workers that map one keep it until they
+# end.
 metrics_file() {
-	local f=$RUN_DIR/metrics
+	local f old
+	f=$(metrics_path)
+	for old in "$RUN_DIR/metrics" "$RUN_DIR"/metrics.*; do
+		[[ -f $old && $old != "$f" ]] && rm -f -- "$old"
+	done
 	[[ -e $f ]] || (umask 077; : >"$f")
 	(( IS_ROOT )) && chown www-data:www-data -- "$f"
 	chmod 0600 -- "$f"

@@ -8,6 +8,7 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "clock.h"
 #include "handlers.h"
@@ -187,8 +188,16 @@ answer_cached(struct exchange *x, const struct cache_ns *ns, const char *id,
 	struct cache_result res;
 	enum cache_load lr;
 
-	lr = cache_read(&x->app->cache, ns, id, load, arg, &x->resp->body,
-	    &res);
+	if (orders_settle_owed(x->app) == 0) {
+		lr = cache_read(&x->app->cache, ns, id, load, arg,
+		    &x->resp->body, &res);
+	} else {
+		memset(&res, 0, sizeof(res));
+		res.status = CACHE_BYPASS;
+		res.load_ms = clock_ms();
+		lr = load(arg, &x->resp->body);
+		res.load_ms = clock_ms() - res.load_ms;
+	}
 	if (lr == LOAD_OK)
 		http_cached_json(x->resp, x->req, res.max_age);
 	else
@@ -201,29 +210,66 @@ answer_cached(struct exchange *x, const struct cache_ns *ns, const char *id,
 	x->resp->db_ms += res.load_ms;
 }
 
-int
-orders_settle_write(struct app *app, int32_t write)
+/* The bar, then the entries: what a write made stale, in Redis. 0, or -1. */
+static int
+invalidate_write(struct app *app, int32_t write)
 {
-	char payload[16];
 	int rc;
 
 	raise_bar(app);
 	rc = write > 0 ? orders_invalidate_order(&app->cache, write) :
 	    orders_invalidate_all(&app->cache);
 	metrics_count(rc == 0 ? MC_INVALIDATION : MC_INVALIDATION_FAILED, 1);
-	if (rc == 0)
+	return rc;
+}
+
+/*
+ * The write's client may be answered 2xx whatever Redis did, and the
+ * invalidator may be slower to make the invalidation than Redis to come
+ * back (it retries each second), or not hear of it at all (Postgres gone
+ * too, as on a host cut off). Until one of the host's workers has made it,
+ * their reads go past the cache: one atomic load per read while nothing
+ * is owed.
+ */
+int
+orders_settle_owed(struct app *app)
+{
+	int32_t w = inflight_owed();
+
+	if (w == INFLIGHT_NONE)
 		return 0;
+	/* A call the breaker allows (the probe, when it is half-open). */
+	if (kv_ping(app->kv) != KV_OK || invalidate_write(app, w) != 0)
+		return -1;
+	inflight_paid(w);
+	log_info("redis: made the invalidation owed since Redis failed it "
+	    "(%s %d); reads use the cache again", w > 0 ? "order" : "insert",
+	    (int)w);
+	return 0;
+}
+
+int
+orders_settle_write(struct app *app, int32_t write)
+{
+	char payload[16];
+
+	if (invalidate_write(app, write) == 0)
+		return 0;
+	inflight_owe(write);
 	if (write > 0)
 		snprintf(payload, sizeof(payload), "%d", (int)write);
 	else
 		snprintf(payload, sizeof(payload), "*");
 	if (db_announce(app->db, payload) == DB_OK) {
-		log_warn("redis: a write's invalidation (%s) is handed to the "
-		    "invalidator", payload);
+		log_warn("redis: a write's invalidation (%s) is owed: this "
+		    "host's reads go past the cache until Redis takes it; "
+		    "handed to the invalidator too", payload);
 		return -1;
 	}
 	log_error("a write's invalidation (%s) failed, and so did its "
-	    "announcement: its entries may be stale until their ttl", payload);
+	    "announcement: this host's reads go past the cache until Redis "
+	    "takes it; other hosts may serve its entries until their ttl",
+	    payload);
 	return -1;
 }
 

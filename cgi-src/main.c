@@ -99,6 +99,10 @@ main(int argc, char **argv)
 	int32_t orphans[MAX_ORPHANS];
 	int norphans, quick_close;
 
+	if (argc > 1 && strcmp(argv[1], "--metrics-layout") == 0) {
+		printf("%s\n", metrics_layout());
+		return 0;
+	}
 	if (config_load(&cfg, err, sizeof(err)) == -1) {
 		fprintf(stderr, "orders-worker: configuration: %s\n", err);
 		return 1;

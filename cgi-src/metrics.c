@@ -28,7 +28,7 @@
 
 #include "log.h"
 
-#define MAGIC	0x6f72646572733033ULL	/* "orders03": the layout below */
+#define MAGIC	0x6f72646572733034ULL	/* "orders04": the layout below */
 
 static const int statuses[] = {
 	200, 201, 204, 304, 400, 404, 405, 411, 413, 414, 415, 422, 429, 500,
@@ -97,12 +97,15 @@ struct slot {
 struct shm {
 	uint64_t	magic;
 	uint64_t	size;
+	int32_t		owed;		/* inflight_owe's, or INFLIGHT_NONE */
+	int32_t		unused;
 	struct slot	slot[METRICS_SLOTS];
 };
 
 static struct shm	*shm;	/* the file, or NULL (private slot) */
 static struct slot	*me;	/* NULL: nothing is counted */
 static struct slot	 private_slot;
+static int32_t		 private_owed;
 
 static void
 add(uint64_t *p, uint64_t n)
@@ -238,6 +241,51 @@ void
 inflight_end(void)
 {
 	__atomic_store_n(&me->inflight, INFLIGHT_NONE, __ATOMIC_RELEASE);
+}
+
+const char *
+metrics_layout(void)
+{
+	static char name[9];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		name[i] = (char)(MAGIC >> (56 - 8 * i));
+	return name;
+}
+
+static int32_t *
+owed_word(void)
+{
+	return shm != NULL ? &shm->owed : &private_owed;
+}
+
+void
+inflight_owe(int32_t write)
+{
+	int32_t *p = owed_word();
+	int32_t old = __atomic_load_n(p, __ATOMIC_ACQUIRE), want;
+
+	do
+		want = old == INFLIGHT_NONE || old == write ? write :
+		    INFLIGHT_INSERT;
+	while (!__atomic_compare_exchange_n(p, &old, want, 0,
+	    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+}
+
+int32_t
+inflight_owed(void)
+{
+	return __atomic_load_n(owed_word(), __ATOMIC_ACQUIRE);
+}
+
+void
+inflight_paid(int32_t write)
+{
+	int32_t old = write;
+
+	(void)__atomic_compare_exchange_n(owed_word(), &old, INFLIGHT_NONE, 0,
+	    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
 
 static size_t

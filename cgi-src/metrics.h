@@ -48,6 +48,13 @@ void metrics_pg(double ms);
 /* This worker's Redis circuit breaker: 0 closed, 1 open, 2 half-open. */
 void metrics_breaker(int state);
 
+/*
+ * The file's layout, as stamped in it ("orders04"): deploy.sh names the
+ * file after it (orders-worker --metrics-layout), so that a build whose
+ * layout changed starts a file of its own instead of counting privately.
+ */
+const char *metrics_layout(void);
+
 /* The Prometheus text exposition of the whole pool into out. 0, or -1. */
 int  metrics_render(struct buf *out);
 
@@ -64,5 +71,18 @@ int  metrics_render(struct buf *out);
 #define INFLIGHT_INSERT	(-1)
 void inflight_begin(int32_t write);
 void inflight_end(void);
+
+/*
+ * Writes owed their invalidation: committed, but Redis did not take the
+ * invalidation (handlers_orders.c). One word in the same file, for every
+ * worker of the host (with a private slot, for this process only): the
+ * write, or INFLIGHT_INSERT ("every count and order") once two differ.
+ * inflight_owe adds a write; inflight_owed says what is owed (one atomic
+ * load: every read asks); inflight_paid(w) clears it if w is still what
+ * is owed (a write owed meanwhile keeps it owed).
+ */
+void    inflight_owe(int32_t write);
+int32_t inflight_owed(void);
+void    inflight_paid(int32_t write);
 
 #endif

@@ -18,6 +18,7 @@
 #include "metrics.h"
 
 static char path[] = "/tmp/test_metrics.XXXXXX";
+static char path2[] = "/tmp/test_metrics.XXXXXX";
 
 static const char *
 sample(const struct buf *b, const char *name)
@@ -112,11 +113,51 @@ test_sum_over_workers_dead_and_alive(void **state)
 	unlink(path);
 }
 
+/*
+ * A write owed its invalidation is seen by every worker of the file, and
+ * stays owed until what is owed is paid: two different writes become
+ * "everything", and paying an older one clears nothing newer.
+ */
+static void
+test_owed_is_shared_and_merged(void **state)
+{
+	pid_t child;
+	int st, fd, norphans;
+	int32_t orphans[4];
+
+	(void)state;
+	assert_true((fd = mkstemp(path2)) != -1);
+	close(fd);
+	assert_int_equal(metrics_init(path2, orphans, 4, &norphans), 0);
+	assert_int_equal(inflight_owed(), INFLIGHT_NONE);
+	if ((child = fork()) == 0) {	/* another worker owes order 7 */
+		if (metrics_init(path2, orphans, 4, &norphans) != 0)
+			_exit(1);
+		inflight_owe(7);
+		inflight_owe(7);
+		_exit(0);
+	}
+	assert_true(child > 0);
+	assert_int_equal(waitpid(child, &st, 0), child);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(inflight_owed(), 7);
+	inflight_paid(8);			/* not what is owed */
+	assert_int_equal(inflight_owed(), 7);
+	inflight_owe(9);			/* two orders: everything */
+	assert_int_equal(inflight_owed(), INFLIGHT_INSERT);
+	inflight_paid(7);			/* paid before 9 came */
+	assert_int_equal(inflight_owed(), INFLIGHT_INSERT);
+	inflight_paid(INFLIGHT_INSERT);
+	assert_int_equal(inflight_owed(), INFLIGHT_NONE);
+	unlink(path2);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sum_over_workers_dead_and_alive),
+		cmocka_unit_test(test_owed_is_shared_and_merged),
 	};
 
 	return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
