@@ -40,6 +40,16 @@
 # WORKER_BIN=... ./deploy.sh scale N, which changes nothing but the pool.
 # Each case is wrk -t2 --latency for BENCH_SECONDS.
 #
+# Then the hits' duel (BENCH_DUELS rounds): the floor rounds above are a
+# minute and more away from some of the service's cases, and the floors
+# themselves move by up to a quarter in that time on a noisy 2-core
+# machine. So the cache hits meet floor-redis again, back to back: each
+# round is floor-redis then the hits, or the hits then floor-redis (turn
+# about, ABBA, so that a steady drift favours neither), each case for
+# BENCH_DUEL_SECONDS; a hit's ratio is to the floor-redis of its own
+# round, and the table gives each round's ratio, their mean and issue 6's
+# target (0.9 x).
+#
 # Then resource accounting: Redis round trips (total_reads_processed) and
 # commands (INFO commandstats, a script's own included) per request of each
 # case, over the measured runs (the benchmark's own INFO and AUTH left
@@ -98,6 +108,8 @@
 #   BENCH_TUTORIAL (1)    0: no tutorial rounds (they need /usr/bin/python3
 #                         with FastAPI, uvicorn, psycopg2 and redis-py:
 #                         ./deploy.sh deps --bench)
+#   BENCH_DUELS (3)       rounds of the hits' duel (below); 0 for none
+#   BENCH_DUEL_SECONDS (5)  per measured case of the duel
 #   BENCH_SWEEPS ("workers rows")  the sweeps to run; "" for none
 #   BENCH_SWEEP_WORKERS ("1 2 4 8")  pool sizes of the workers sweep
 #   BENCH_SWEEP_ROWS ("100000 1000000 10000000")  orders of the rows sweep
@@ -125,9 +137,12 @@ SWEEPS=${BENCH_SWEEPS-workers rows}
 SWEEP_WORKERS=${BENCH_SWEEP_WORKERS:-1 2 4 8}
 SWEEP_ROWS=${BENCH_SWEEP_ROWS:-100000 1000000 10000000}
 SWEEP_SECS=${BENCH_SWEEP_SECONDS:-4}
+DUELS=${BENCH_DUELS:-3}
+DUEL_SECS=${BENCH_DUEL_SECONDS:-5}
 
 usage_error() { echo "run-bench.sh: $*" >&2; exit 2; }
-for v in ROWS SECS REPS WARMUP ACCT_SECS NWORKERS SWEEP_SECS; do
+[[ $DUELS =~ ^[0-9]+$ ]] || usage_error "BENCH_DUELS must be 0 or a positive integer: $DUELS"
+for v in ROWS SECS REPS WARMUP ACCT_SECS NWORKERS SWEEP_SECS DUEL_SECS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || usage_error "$v must be a positive integer: ${!v}"
 done
 ((ROWS >= 1000)) || usage_error "BENCH_ROWS must be 1000 or more"
@@ -494,6 +509,78 @@ service_round() {
     for c in $CONNS; do measure "S$s" "$name" "$script" "$path" "$c"; done
   done
   RSS_SERVICE[$s]=$(rss_line)
+}
+
+# duel_side D SIDE: duel round D's floor-redis (SIDE floor) or hits (SIDE
+# hits), each at CONNS, into RESULTS as round D<D>.
+duel_side() {
+  local d=$1 c
+  if [[ $2 == floor ]]; then
+    pool build/floor-redis
+    run_wrk 64 "$WARMUP" static.lua /floor
+    for c in $CONNS; do measure "D$d" floor-redis static.lua /floor "$c"; done
+  else
+    pool ''
+    run_wrk 64 "$WARMUP" static.lua "/orders/count?customerid=42"
+    for c in $CONNS; do
+      measure "D$d" count-hit static.lua "/orders/count?customerid=42" "$c"
+      measure "D$d" id-hit static.lua "/orders/@ID@" "$c"
+    done
+  fi
+}
+
+# duel: the hits' duel (see the top), its table, bench/out/duel.tsv.
+duel() {
+  local d secs=$SECS results=$RESULTS tsv=$OUT/duel.tsv
+  ((DUELS > 0)) || return 0
+  SECS=$DUEL_SECS
+  RESULTS=$T/results.duel
+  : >"$RESULTS"
+  for ((d = 1; d <= DUELS; d++)); do
+    if ((d % 2)); then
+      duel_side "$d" floor
+      duel_side "$d" hits
+    else
+      duel_side "$d" hits
+      duel_side "$d" floor
+    fi
+  done
+  awk -F'\t' -v OFS='\t' -v n="$DUELS" '
+    $2 == "floor-redis" { f[$1, $3] = $4; next }
+    { k = $2 SUBSEP $3; if (!(k in seen)) { seen[k] = 1; keys[++nk] = k }; s[$1, k] = $4; p99[$1, k] = $6 }
+    END {
+      for (i = 1; i <= nk; i++) {
+        k = keys[i]; split(k, kc, SUBSEP); per = ""; sum = 0; m = 0; min = ""; fs = 0; ss = 0; ps = ""
+        for (d = 1; d <= n; d++) {
+          r = "D" d
+          if (!(((r, kc[2]) in f) && f[r, kc[2]] > 0 && ((r, k) in s))) { per = per (per == "" ? "" : " / ") "-"; continue }
+          x = s[r, k] / f[r, kc[2]]; sum += x; m++; fs += f[r, kc[2]]; ss += s[r, k]
+          if (min == "" || x < min) min = x
+          per = per (per == "" ? "" : " / ") sprintf("%.2f", x)
+          ps = ps (ps == "" ? "" : " / ") sprintf("%.2f", p99[r, k])
+        }
+        mean = m ? sum / m : 0
+        print kc[1], kc[2], (m ? sprintf("%.0f", ss / m) : "-"), (m ? sprintf("%.0f", fs / m) : "-"),
+          (m ? sprintf("%.2f", mean) : "-"), (m ? sprintf("%.2f", min) : "-"), "0.90",
+          (m ? (mean >= 0.9 ? "yes" : "no") : "-"), per, ps
+      }
+    }' "$RESULTS" >"$T/duel"
+  say ""
+  say "hits against floor-redis, back to back: $DUELS rounds, floor-redis and the hits turn about (ABBA), ${SECS}s per case"
+  awk -F'\t' '
+    function rowout(a, b, c, d, e, f, g, h, i, j) {
+      printf "%-10s %5s %9s %11s %6s %6s %6s %4s  %-22s %s\n", a, b, c, d, e, f, g, h, i, j
+    }
+    BEGIN { rowout("case", "conns", "req/s", "floor-redis", "mean", "min", "target", "met", "ratio per round", "p99 ms per round") }
+    { rowout($1, $2, $3, $4, $5 " x", $6 " x", $7 " x", $8, "(" $9 ")", "(" $10 ")") }' "$T/duel" | tee -a "$T/report.txt"
+  say "  req/s: means over the rounds; a round's ratio: the hits' req/s over the floor-redis of that round"
+  {
+    printf 'case\tconns\thit_rps\tfloor_redis_rps\tmean_ratio\tmin_ratio\ttarget\tmet\n'
+    cut -f 1-8 "$T/duel"
+  } >"$tsv"
+  say "  figures: $tsv"
+  SECS=$secs
+  RESULTS=$results
 }
 
 # ---------------------------------------------------------------- tutorial
@@ -895,6 +982,7 @@ main_table() {
     for ((r = 1; r <= REPS; r++)); do tutorial_table "$r"; done
     vs_table
   fi
+  duel
   say ""
   say "worker RSS: floor ${RSS_FLOOR[1]}; floor-redis ${RSS_FLOOR_REDIS[1]}"
 
@@ -958,7 +1046,7 @@ has_sweep() { [[ " $SWEEPS " == *" $1 "* ]]; }
 declare -A RSS_FLOOR RSS_FLOOR_REDIS RSS_SERVICE RSS_TUTORIAL
 POOL_N=$NWORKERS
 MAIN_DEPLOY_SECS=''
-rm -f "$OUT/workers.tsv" "$OUT/rows.tsv" "$OUT/sweeps.png" "$OUT/tutorial.tsv"
+rm -f "$OUT/workers.tsv" "$OUT/rows.tsv" "$OUT/sweeps.png" "$OUT/tutorial.tsv" "$OUT/duel.tsv"
 say "make bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- cgi-src 2>/dev/null || echo ' (cgi-src modified)'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 say "  wrk -t2 --latency, connections: $CONNS; floors and service through the same nginx"
 ((MAIN)) && say "  main table: $ROWS orders, $NWORKERS workers, ${SECS}s per case, $REPS repetitions"
