@@ -229,14 +229,28 @@ http_error(struct response *resp, int status, const char *msg)
 	json_object_put(o);
 }
 
+/*
+ * Content-Length, so that nginx need not chunk the answer, and a client has
+ * it whole as soon as its body is there: a FastCGI answer otherwise ends
+ * only with the END_REQUEST record, and a link lost between the two (a
+ * worker host cut off) left the client with a body and no end, a broken
+ * connection after nginx's read timeout. None with 204 and 304, which have
+ * no body; HEAD gives the length GET would have.
+ */
 int
 http_send(FCGX_Stream *out, const struct request *r,
     const struct response *resp)
 {
-	if (FCGX_FPrintF(out, "Status: %d %s\r\n%sServer-Timing: "
+	char length[40] = "";
+
+	if (resp->status != 204 && resp->status != 304)
+		snprintf(length, sizeof(length), "Content-Length: %zu\r\n",
+		    resp->body.len);
+	if (FCGX_FPrintF(out, "Status: %d %s\r\n%s%sServer-Timing: "
 	    "cache;dur=%.2f, db;dur=%.2f, total;dur=%.2f\r\n\r\n",
 	    resp->status, http_reason(resp->status), buf_str(&resp->headers),
-	    resp->cache_ms, resp->db_ms, clock_ms() - resp->started_ms) < 0)
+	    length, resp->cache_ms, resp->db_ms,
+	    clock_ms() - resp->started_ms) < 0)
 		return -1;
 	if (r->method == HTTP_HEAD || resp->body.len == 0)
 		return 0;

@@ -92,8 +92,9 @@ void http_cached_json(struct response *resp, const struct request *r,
 void http_error(struct response *resp, int status, const char *msg);
 
 /*
- * Writes status, headers (with Server-Timing: cache, db and total) and,
- * unless HEAD, the body. 0, or -1 on I/O error.
+ * Writes status, headers (with Content-Length but for 204 and 304, and
+ * Server-Timing: cache, db and total) and, unless HEAD, the body. 0, or -1
+ * on I/O error.
  */
 int http_send(FCGX_Stream *out, const struct request *r,
     const struct response *resp);

@@ -356,3 +356,41 @@ pttl_calls() {
   assert_match "status line" '^ *H T T P / 1 \. 1 2 0 0 ' "$raw"
   assert_match "end of the answer" '\\r \\n \\r \\n *$' "$raw"
 }
+
+@test "answers carry Content-Length, never chunked: a miss, a hit, a 201, JSON errors, HEAD; a 204 and a 304 have no body" {
+  # has_len: Content-Length is there and is the body's size, and no chunking
+  has_len() {
+    has_header Transfer-Encoding && flunk "$last_req ($status_code): Transfer-Encoding: $(header Transfer-Encoding)"
+    assert_eq "$last_req ($status_code): Content-Length against the bytes received" "$body_size" "$(header Content-Length)"
+  }
+  c=$(fresh_customer)
+  req GET "/orders/count?customerid=$c"
+  assert_cache MISS
+  has_len
+  len=$body_size
+  etag=$(header ETag)
+  req GET "/orders/count?customerid=$c"
+  assert_cache HIT
+  has_len
+  req HEAD "/orders/count?customerid=$c"
+  assert_status 200
+  assert_eq "HEAD's Content-Length: the GET's body size" "$len" "$(header Content-Length)"
+  req GET "/orders/count?customerid=$c" -H "If-None-Match: $etag"
+  assert_status 304
+  has_header Transfer-Encoding && flunk "304 with Transfer-Encoding: $(header Transfer-Encoding)"
+  assert_eq "304's body size" 0 "$body_size"
+  post_json "{\"customerid\": $c, \"netamount\": 2, \"tax\": 0}"
+  assert_status 201
+  has_len
+  id=$(jq -r .orderid <<<"$body")
+  req GET /orders/2147483647
+  assert_error_json 404
+  has_len
+  req GET "/orders/count?customerid=abc"
+  assert_error_json 400
+  has_len
+  req DELETE "/orders/$id"
+  assert_status 204
+  has_header Transfer-Encoding && flunk "204 with Transfer-Encoding: $(header Transfer-Encoding)"
+  assert_eq "204's body size" 0 "$body_size"
+}
