@@ -306,6 +306,13 @@ reads_until_hits() {
   ((streak >= n))
 }
 
+# pair_ready: the master SN_M with its replica SN_R linked, and the
+# sentinels agreeing, as a test that fails over starts from (flunks if not).
+pair_ready() {
+  linked "$SN_R" && sentinels_agree "$SN_M" ||
+    flunk "not set up: master $SN_M with its replica $SN_R linked, and the sentinels agreeing (did the test before fail?)" "$(sn_logs)"
+}
+
 @test "sentinel: the workers find the master through the sentinels; reads hit" {
   c=$(fresh_c)
   want_body='{"count":0}'
@@ -339,8 +346,7 @@ reads_until_hits() {
 }
 
 @test "sentinel: an entry the master invalidated but the promoted replica still holds is never served" {
-  linked "$SN_R" && sentinels_agree "$SN_M" ||
-    flunk "not set up: master $SN_M with its replica $SN_R linked, and the sentinels agreeing (did the test before fail?)" "$(sn_logs)" || return 1
+  pair_ready || return 1
   c=$(fresh_c)
   key="orders:count:customerid=$c"
   want_body='{"count":0}'
@@ -374,8 +380,7 @@ reads_until_hits() {
 }
 
 @test "sentinel: SENTINEL FAILOVER (the master demoted, not killed): reads stay 200, the workers move, a write after it invalidates on the new master" {
-  linked "$SN_R" && sentinels_agree "$SN_M" ||
-    flunk "not set up: master $SN_M with its replica $SN_R linked, and the sentinels agreeing (did the test before fail?)" "$(sn_logs)" || return 1
+  pair_ready || return 1
   c=$(fresh_c)
   want_body='{"count":0}'
   reads_until_hits 5 2 "/orders/count?customerid=$c" || flunk "no HIT before the failover: $tally"
