@@ -11,6 +11,12 @@
 -- worker that made them invalidates at once, and announces them itself
 -- when it cannot.
 --
+-- The WHEN clause skips the service's writes before any call: without
+-- a PL/pgSQL call per INSERT, the service took about 3% more POSTs a
+-- second (six runs each way, turn about, on a 1,000,000-row stack: close
+-- to this 2-core machine's noise, but never a loss). The function checks
+-- the setting again, for whoever calls it another way.
+--
 -- Statement-level triggers with transition tables: one call per statement
 -- however many rows it touched, so a bulk load of a million rows costs one
 -- notification, not a million. PostgreSQL allows one event per trigger
@@ -86,23 +92,31 @@ DROP TRIGGER IF EXISTS orders_changed_insert ON orders;
 CREATE TRIGGER orders_changed_insert
     AFTER INSERT ON orders
     REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION orders_notify_changed();
+    FOR EACH STATEMENT
+    WHEN (current_setting('orders.self_invalidating', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION orders_notify_changed();
 
 DROP TRIGGER IF EXISTS orders_changed_update ON orders;
 CREATE TRIGGER orders_changed_update
     AFTER UPDATE ON orders
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION orders_notify_changed();
+    FOR EACH STATEMENT
+    WHEN (current_setting('orders.self_invalidating', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION orders_notify_changed();
 
 DROP TRIGGER IF EXISTS orders_changed_delete ON orders;
 CREATE TRIGGER orders_changed_delete
     AFTER DELETE ON orders
     REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION orders_notify_changed();
+    FOR EACH STATEMENT
+    WHEN (current_setting('orders.self_invalidating', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION orders_notify_changed();
 
 DROP TRIGGER IF EXISTS orders_changed_truncate ON orders;
 CREATE TRIGGER orders_changed_truncate
     AFTER TRUNCATE ON orders
-    FOR EACH STATEMENT EXECUTE FUNCTION orders_notify_changed();
+    FOR EACH STATEMENT
+    WHEN (current_setting('orders.self_invalidating', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION orders_notify_changed();
 
 COMMIT;
