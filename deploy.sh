@@ -1067,9 +1067,11 @@ metrics_path() {
 metrics_file() {
 	local f old
 	f=$(metrics_path)
-	for old in "$RUN_DIR/metrics" "$RUN_DIR"/metrics.*; do
-		[[ -f $old && $old != "$f" ]] && rm -f -- "$old"
-	done
+	# (a program that is not the worker, bench/'s floors: nothing to clear)
+	[[ $f == */metrics.private ]] ||
+		for old in "$RUN_DIR/metrics" "$RUN_DIR"/metrics.*; do
+			[[ -f $old && $old != "$f" ]] && rm -f -- "$old"
+		done
 	[[ -e $f ]] || (umask 077; : >"$f")
 	(( IS_ROOT )) && chown www-data:www-data -- "$f"
 	chmod 0600 -- "$f"

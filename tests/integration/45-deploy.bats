@@ -101,6 +101,27 @@ teardown_file() {
   ! grep -q 'configuration changed' "$deploy_log" || flunk "./deploy.sh reloaded nginx though nothing changed"
 }
 
+@test "the metrics file is named after its layout: a restart onto it drops the files of other layouts, the workers map it, /metrics counts on" {
+  run_dir=$(head -1 "$STATE_DIR/run.path" 2>/dev/null) || run_dir=$STATE_DIR/run
+  layout=$("$REPO/build/orders-worker" --metrics-layout)
+  [[ $layout =~ ^orders[0-9]+$ ]] || flunk "orders-worker --metrics-layout said '$layout'"
+  f=$run_dir/metrics.$layout
+  [[ -f $f ]] || flunk "no $f" "$(ls -la "$run_dir")"
+  # what earlier builds left: the unnamed file, another layout's
+  printf 'old' >"$run_dir/metrics"
+  printf 'old' >"$run_dir/metrics.orders03"
+  req GET /healthz
+  deploy_sh restart || flunk "./deploy.sh restart failed" "$(show_deploy_log)"
+  [[ ! -e $run_dir/metrics && ! -e $run_dir/metrics.orders03 ]] || flunk "the files of other layouts are still there" "$(ls -la "$run_dir")"
+  [[ -f $f ]] || flunk "no $f after the restart"
+  for pid in $(worker_pids); do
+    grep -q " $f\$" "/proc/$pid/maps" || flunk "worker $pid does not map $f" "$(grep metrics "/proc/$pid/maps")"
+  done
+  req GET /metrics
+  assert_status 200
+  [[ $body == *orders_workers\ $WORKERS* ]] || flunk "/metrics does not count $WORKERS workers from the one file" "$(grep orders_workers <<<"$body")"
+}
+
 @test "a worker killed with SIGKILL is replaced (new PID) and the service goes on" {
   old=$(worker_pids)
   assert_eq "workers before" "$WORKERS" "$(wc -l <<<"$old")"
