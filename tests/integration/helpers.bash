@@ -152,6 +152,22 @@ fresh_customer() {
   return 1
 }
 
+# one_order_counted C MS: customer C (fresh_customer) gets one order through
+# the service, whose count is then read until cached (a HIT of 1); skips
+# the test when that entry has less than MS ms left to live, too little
+# for what the test means to tell from its expiry.
+one_order_counted() {
+  local c=$1 ms=$2 pttl
+  post_json "{\"customerid\": $c, \"netamount\": 3, \"tax\": 0}"
+  assert_status 201 || return 1
+  req GET "/orders/count?customerid=$c"
+  req GET "/orders/count?customerid=$c"
+  assert_cache HIT || return 1
+  assert_count_is 1 || return 1
+  pttl=$(rcli PTTL "$(ckey "count:customerid=$c")")
+  ((pttl > ms)) || skip "the cached count has ${pttl} ms left: too little to tell"
+}
+
 rows_total() { psqlc 'SELECT count(*) FROM orders'; }
 rows_of() { psqlc "SELECT count(*) FROM orders WHERE customerid = $1"; }
 
