@@ -3,8 +3,10 @@
  * loader); writes go to Postgres and then tell the cache what they made
  * stale, themselves (sql/triggers.sql leaves the service's writes to it),
  * with the write marked in flight in the worker's slot meanwhile, so that
- * if the worker dies in between, the next one settles it (main.c).
- * Nothing here speaks to Redis or Postgres directly.
+ * if the worker dies in between, the next one settles it (main.c); a write
+ * Redis did not take stays owed, and reads go past the cache until it is
+ * made (orders_settle_owed). Redis and Postgres are reached through their
+ * modules only (cache.h, kv.h, db.h): no command or SQL is written here.
  */
 #include <signal.h>
 #include <stdio.h>
