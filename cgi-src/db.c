@@ -87,6 +87,19 @@ static const char SQL_INSERT_KEYED[] =
     " $4::numeric, $5::numeric, $6::text WHERE " SELF_INVALIDATING
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING " ORDER_COLUMNS;
 
+/*
+ * Several orders in one statement, so in one transaction and one WAL flush
+ * (group.c). unnest keeps the arrays' order; the rows are matched to the
+ * orders by what they hold all the same (db_insert_orders).
+ */
+static const char SQL_INSERT_MANY[] =
+    "INSERT INTO orders (orderdate, customerid, netamount, tax, totalamount)"
+    " SELECT COALESCE(d, current_date), c, n, t, s"
+    " FROM unnest($1::date[], $2::int[], $3::numeric[], $4::numeric[],"
+    " $5::numeric[]) WITH ORDINALITY AS u(d, c, n, t, s, i)"
+    " WHERE " SELF_INVALIDATING " ORDER BY i"
+    " RETURNING " ORDER_COLUMNS;
+
 static const char SQL_GET_BY_KEY[] =
     "SELECT " ORDER_COLUMNS " FROM orders WHERE idempotency_key = $1::text";
 
@@ -113,7 +126,8 @@ static const struct {
 } prepared[] = {
 	{ SQL_GET, NULL }, { SQL_INSERT, NULL }, { SQL_INSERT_KEYED, NULL },
 	{ SQL_GET_BY_KEY, NULL }, { SQL_DELETE, NULL },
-#define COUNT_FIRST	5
+	{ SQL_INSERT_MANY, NULL },
+#define COUNT_FIRST	6
 	{ COUNT_CUST, COUNT_TYPES },
 	{ COUNT_CUST AND_FROM, COUNT_TYPES },
 	{ COUNT_CUST AND_TO, COUNT_TYPES },
@@ -419,14 +433,16 @@ int_value(const PGresult *res, int row, const char *column)
 }
 
 static void
-row_to_order(const PGresult *res, struct order_row *out)
+row_to_order(const PGresult *res, int row, struct order_row *out)
 {
-	out->orderid = int_value(res, 0, "orderid");
-	out->customerid = int_value(res, 0, "customerid");
-	copy_text(out->orderdate, sizeof(out->orderdate), res, 0, "orderdate");
-	copy_text(out->netamount, sizeof(out->netamount), res, 0, "netamount");
-	copy_text(out->tax, sizeof(out->tax), res, 0, "tax");
-	copy_text(out->totalamount, sizeof(out->totalamount), res, 0,
+	out->orderid = int_value(res, row, "orderid");
+	out->customerid = int_value(res, row, "customerid");
+	copy_text(out->orderdate, sizeof(out->orderdate), res, row,
+	    "orderdate");
+	copy_text(out->netamount, sizeof(out->netamount), res, row,
+	    "netamount");
+	copy_text(out->tax, sizeof(out->tax), res, row, "tax");
+	copy_text(out->totalamount, sizeof(out->totalamount), res, row,
 	    "totalamount");
 }
 
@@ -447,7 +463,7 @@ db_one_order(struct db *db, enum exec_kind kind, const char *sql,
 	if (PQntuples(res) == 0)
 		st = DB_NOTFOUND;
 	else
-		row_to_order(res, out);
+		row_to_order(res, 0, out);
 	PQclear(res);
 	return st;
 }
@@ -547,6 +563,103 @@ db_insert_order(struct db *db, const struct new_order *o,
 	insert_params(&p, o, NULL);
 	st = db_one_order(db, EXEC_WRITE, SQL_INSERT, 5, p.v, out);
 	return st == DB_NOTFOUND ? DB_ERROR : st;
+}
+
+/*
+ * An array literal of n values, NULL for a missing one, into a[0..len).
+ * The values are ours (digits, '-', '.'): nothing to quote.
+ */
+static int
+array_literal(char *a, size_t len, const char *const *v, int n)
+{
+	size_t used = 0;
+	int i, w;
+
+	for (i = 0; i < n; i++) {
+		w = snprintf(a + used, len - used, "%c%s", i == 0 ? '{' : ',',
+		    v[i] != NULL ? v[i] : "NULL");
+		if (w < 0 || (size_t)w >= len - used)
+			return -1;
+		used += (size_t)w;
+	}
+	if (used + 2 > len)
+		return -1;
+	memcpy(a + used, "}", 2);
+	return 0;
+}
+
+/*
+ * Which row is which order: rows with the same customer, amounts and date
+ * are the same to their clients whichever id each gets, so any such row
+ * will do. Orders with a date are matched first: one without takes any
+ * date (order_matches), and must not take the row another order's date
+ * needs. 0, or -1 when some order has no row.
+ */
+static int
+match_rows(const PGresult *res, const struct new_order *o, int n,
+    struct order_row *out)
+{
+	struct order_row row[DB_BATCH_MAX];
+	int used[DB_BATCH_MAX] = { 0 };
+	int pass, i, r;
+
+	if (PQntuples(res) != n)
+		return -1;
+	for (r = 0; r < n; r++)
+		row_to_order(res, r, &row[r]);
+	for (pass = 0; pass < 2; pass++)
+		for (i = 0; i < n; i++) {
+			if (o[i].has_date != (pass == 0))
+				continue;
+			for (r = 0; r < n; r++)
+				if (!used[r] && order_matches(&o[i], &row[r]))
+					break;
+			if (r == n)
+				return -1;
+			used[r] = 1;
+			out[i] = row[r];
+		}
+	return 0;
+}
+
+enum db_status
+db_insert_orders(struct db *db, const struct new_order *o, int n,
+    struct order_row *out)
+{
+	struct insert_params p[DB_BATCH_MAX];
+	const char *col[5][DB_BATCH_MAX], *params[5];
+	char arrays[5][DB_BATCH_MAX * 26];
+	PGresult *res;
+	enum db_status st;
+	int i, c;
+
+	if (n == 1)
+		return db_insert_order(db, o, out);
+	if (n < 1 || n > DB_BATCH_MAX)
+		return DB_ERROR;
+	for (i = 0; i < n; i++) {
+		insert_params(&p[i], &o[i], NULL);
+		for (c = 0; c < 5; c++)
+			col[c][i] = p[i].v[c];
+	}
+	for (c = 0; c < 5; c++) {
+		if (array_literal(arrays[c], sizeof(arrays[c]), col[c], n) == -1)
+			return DB_ERROR;
+		params[c] = arrays[c];
+	}
+	st = db_exec(db, EXEC_WRITE, SQL_INSERT_MANY, 5, params,
+	    PGRES_TUPLES_OK, &res);
+	if (st != DB_OK)
+		return st;
+	if (match_rows(res, o, n, out) == -1) {
+		/* committed all the same: as good as unknown to the clients */
+		log_error("postgres: the rows of a batch of %d orders do not "
+		    "match its orders", n);
+		db->write_unknown = 1;
+		st = DB_UNAVAILABLE;
+	}
+	PQclear(res);
+	return st;
 }
 
 /*

@@ -51,6 +51,14 @@ enum db_status db_get_order(struct db *db, int32_t orderid,
 enum db_status db_insert_order(struct db *db, const struct new_order *o,
     struct order_row *out);
 /*
+ * n orders (1..DB_BATCH_MAX) in one statement: all or none. out[i] is
+ * o[i]'s row. DB_ERROR: Postgres refused the statement (one order may be
+ * to blame: the caller may try them one by one).
+ */
+#define DB_BATCH_MAX	16
+enum db_status db_insert_orders(struct db *db, const struct new_order *o,
+    int n, struct order_row *out);
+/*
  * Inserts o under an Idempotency-Key (checked already) unless an order
  * holds that key: then *created is 0 and out is that order, as stored;
  * else *created is 1 and out is the new one. Of any number of concurrent
