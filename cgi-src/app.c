@@ -142,6 +142,35 @@ test_die_after_commit(const struct app *app, char **envp)
 	    strcmp(v, "1") == 0;
 }
 
+/*
+ * Tests only (ORDERS_TEST_HOOKS=1), for a POST that leads its insert's
+ * batch (group.c): "X-Test-Lead-Delay: MS" (1..5000) waits MS for others
+ * to queue behind it before it takes the batch; "X-Test-Die-Leading: 1"
+ * kills the worker after the batch's commit, before its answers.
+ */
+static int
+test_lead_delay(const struct app *app, char **envp)
+{
+	const char *v;
+	int ms;
+
+	if (!app->cfg->test_hooks ||
+	    (v = FCGX_GetParam("HTTP_X_TEST_LEAD_DELAY", envp)) == NULL)
+		return 0;
+	ms = atoi(v);
+	return ms > 0 && ms <= 5000 ? ms : 0;
+}
+
+static int
+test_die_leading(const struct app *app, char **envp)
+{
+	const char *v;
+
+	return app->cfg->test_hooks &&
+	    (v = FCGX_GetParam("HTTP_X_TEST_DIE_LEADING", envp)) != NULL &&
+	    strcmp(v, "1") == 0;
+}
+
 void
 app_handle(struct app *app, FCGX_Request *fr)
 {
@@ -155,6 +184,8 @@ app_handle(struct app *app, FCGX_Request *fr)
 	status = http_request_parse(fr->envp, &req, err, sizeof(err));
 	app->cache.fill_delay_ms = test_fill_delay(app, fr->envp);
 	app->die_after_commit = test_die_after_commit(app, fr->envp);
+	app->lead_delay_ms = test_lead_delay(app, fr->envp);
+	app->die_leading = test_die_leading(app, fr->envp);
 	log_set_request_id(req.request_id);
 	if (status != 0)
 		http_error(&resp, status, err);

@@ -27,6 +27,8 @@ struct app {
 	struct buf		 body;	/* request body, reused */
 	unsigned long		 kv_failures;	/* counted into metrics */
 	int			 die_after_commit; /* tests only */
+	int			 lead_delay_ms;	/* tests only */
+	int			 die_leading;	/* tests only */
 };
 
 struct exchange {

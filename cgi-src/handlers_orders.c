@@ -16,6 +16,7 @@
 #include "handlers.h"
 #include "keys.h"
 #include "log.h"
+#include "group.h"
 #include "metrics.h"
 
 static const char *const cache_status_names[] = { "HIT", "MISS", "BYPASS" };
@@ -404,6 +405,45 @@ answer_created(struct exchange *x, const struct order_row *row)
  * from Redis and Postgres after the commit: the reason its client retries).
  * The same key with another order is the client's mistake.
  */
+/* group.c's leader settles so an order whose worker died waiting. */
+static void
+settle_orphan(void *app, int32_t write)
+{
+	(void)orders_settle_write(app, write);
+}
+
+/*
+ * An order without a key shares its transaction with what the host's
+ * other workers insert meanwhile (group.c); a keyed one, whose insert may
+ * have to look its key up, goes alone.
+ */
+static enum db_status
+insert_order(struct exchange *x, const struct new_order *order,
+    const char *key, struct order_row *row, int *created)
+{
+	const struct group_ctx g = { x->app->db,
+	    x->app->cfg->statement_timeout_ms, settle_orphan, x->app,
+	    x->app->lead_delay_ms, x->app->die_leading };
+	enum db_status st;
+	int unknown;
+
+	if (key == NULL && group_insert(&g, order, row, &st, &unknown))
+		;
+	else if (key == NULL) {
+		st = db_insert_order(x->app->db, order, row);
+		unknown = st == DB_UNAVAILABLE && db_write_unknown(x->app->db);
+	} else {
+		st = db_insert_order_keyed(x->app->db, order, key, row,
+		    created);
+		unknown = st == DB_UNAVAILABLE && db_write_unknown(x->app->db);
+	}
+	if (st == DB_OK)
+		settle_write(x, row->orderid, *created);
+	else if (unknown)
+		settle_write(x, INFLIGHT_INSERT, 1);	/* it may have committed */
+	return st;
+}
+
 void
 handle_create_order(struct exchange *x)
 {
@@ -418,16 +458,8 @@ handle_create_order(struct exchange *x)
 		return;
 	t0 = clock_ms();
 	inflight_begin(INFLIGHT_INSERT);
-	if (key == NULL)
-		st = db_insert_order(x->app->db, &order, &row);
-	else
-		st = db_insert_order_keyed(x->app->db, &order, key, &row,
-		    &created);
+	st = insert_order(x, &order, key, &row, &created);
 	x->resp->db_ms += clock_ms() - t0;
-	if (st == DB_OK)
-		settle_write(x, row.orderid, created);
-	else if (st == DB_UNAVAILABLE && db_write_unknown(x->app->db))
-		settle_write(x, INFLIGHT_INSERT, 1);	/* it may have committed */
 	inflight_end();
 	if (st != DB_OK) {
 		answer_failure(x, from_db_status(st));

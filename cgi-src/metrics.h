@@ -49,11 +49,19 @@ void metrics_pg(double ms);
 void metrics_breaker(int state);
 
 /*
- * The file's layout, as stamped in it ("orders04"): deploy.sh names the
+ * The file's layout, as stamped in it ("orders05"): deploy.sh names the
  * file after it (orders-worker --metrics-layout), so that a build whose
  * layout changed starts a file of its own instead of counting privately.
  */
 const char *metrics_layout(void);
+
+/*
+ * The same file lends group.c (group commit) METRICS_GROUP_SIZE bytes,
+ * zero in a new file, shared by every worker of the host; NULL with a
+ * private slot.
+ */
+#define METRICS_GROUP_SIZE	4096
+void *metrics_group_area(void);
 
 /* The Prometheus text exposition of the whole pool into out. 0, or -1. */
 int  metrics_render(struct buf *out);
