@@ -46,6 +46,9 @@
 
 #define GROUP_PLACES	DB_BATCH_MAX
 #define WAIT_SLICE_MS	50	/* a waiter looks whether its leader lives */
+#ifndef BETWEEN_LOADS		/* tests: where a process may be preempted */
+#define BETWEEN_LOADS()
+#endif
 #define GRACE_MS	2000	/* beyond statement_timeout: the leader's
 				   answer (its connection's own limit is
 				   statement_timeout and 1 s) */
@@ -275,14 +278,22 @@ group_insert(const struct group_ctx *g, const struct new_order *o,
 	__atomic_store_n(&p->word, W(ST_QUEUED, my_pid, 0), __ATOMIC_RELEASE);
 	deadline = clock_ms() + g->timeout_ms + GRACE_MS;
 	for (;;) {
-		/* the leader first: a leader marks its places done before it
-		   lets go of the word, so a place still taken by someone who
-		   is no longer the leader was taken by a dead one */
-		leader = __atomic_load_n(&a->leader, __ATOMIC_ACQUIRE);
 		w = __atomic_load_n(&p->word, __ATOMIC_ACQUIRE);
 		if (W_STATE(w) == ST_DONE)
 			return answer(p, out, st, unknown);
-		if (W_STATE(w) == ST_TAKEN && (uint32_t)W_TAKER(w) != leader) {
+		BETWEEN_LOADS();
+		leader = __atomic_load_n(&a->leader, __ATOMIC_ACQUIRE);
+		/*
+		 * A leader is the leader from before it takes a place until
+		 * after it has answered it. So a place taken by X before and
+		 * after a moment when X was not the leader was taken by a
+		 * leader that let go without answering: a dead one. (Read
+		 * once, the place could be from before X answered it and the
+		 * leader from after X let go, or from before X became the
+		 * leader and the place from after.)
+		 */
+		if (W_STATE(w) == ST_TAKEN && (uint32_t)W_TAKER(w) != leader &&
+		    __atomic_load_n(&p->word, __ATOMIC_ACQUIRE) == w) {
 			if (give_up(p, w, st, unknown)) {
 				log_error("group commit: the worker that took "
 				    "this order (pid %d) died with it",

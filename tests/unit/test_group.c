@@ -1,0 +1,206 @@
+/*
+ * group.c's protocol between processes, with Postgres replaced by a fake
+ * that numbers the orders from a shared counter and takes a while, as a
+ * commit does: the places, the leader word, the futex, the answers, and a
+ * leader killed after its commit.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <sched.h>
+#include <stdlib.h>
+
+/* Preempted between the two loads of group_insert's loop, now and then. */
+#define BETWEEN_LOADS()	((void)(rand() % 3 == 0 && sched_yield() == 0))
+#include "../../cgi-src/group.c"
+
+struct shared {
+	int32_t	next_id;
+	int32_t	batches;
+	int32_t	orders;
+	int32_t	max_batch;
+	int	commit_us;
+};
+
+static struct shared *sh;
+
+/* The fake Postgres: each order gets the next id, the batch waits. */
+enum db_status
+db_insert_orders(struct db *db, const struct new_order *o, int n,
+    struct order_row *out)
+{
+	int32_t m;
+	int i;
+
+	(void)db;
+	for (i = 0; i < n; i++) {
+		memset(&out[i], 0, sizeof(out[i]));
+		out[i].orderid = __atomic_add_fetch(&sh->next_id, 1,
+		    __ATOMIC_ACQ_REL);
+		out[i].customerid = o[i].customerid;
+		snprintf(out[i].netamount, sizeof(out[i].netamount), "%lld",
+		    (long long)o[i].net_cents);
+	}
+	__atomic_add_fetch(&sh->batches, 1, __ATOMIC_ACQ_REL);
+	__atomic_add_fetch(&sh->orders, n, __ATOMIC_ACQ_REL);
+	m = __atomic_load_n(&sh->max_batch, __ATOMIC_ACQUIRE);
+	while (n > m && !__atomic_compare_exchange_n(&sh->max_batch, &m, n,
+	    0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+	usleep((useconds_t)sh->commit_us);
+	return DB_OK;
+}
+
+enum db_status
+db_insert_order(struct db *db, const struct new_order *o,
+    struct order_row *out)
+{
+	return db_insert_orders(db, o, 1, out);
+}
+
+int
+db_write_unknown(const struct db *db)
+{
+	(void)db;
+	return 0;
+}
+
+static void
+no_settle(void *arg, int32_t write)
+{
+	(void)arg;
+	(void)write;
+}
+
+static void *
+shared_map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(p != MAP_FAILED);
+	return p;
+}
+
+#define PROCS	12
+#define EACH	1000
+
+/* One worker: EACH orders of its own; the number of wrong answers. */
+static int
+worker(int k)
+{
+	const struct group_ctx g = { NULL, 1000, no_settle, NULL, 0, 0 };
+	struct new_order o;
+	struct order_row row;
+	enum db_status st;
+	int i, unknown, bad = 0;
+
+	for (i = 0; i < EACH; i++) {
+		memset(&o, 0, sizeof(o));
+		o.customerid = k * 100000 + i;
+		o.net_cents = i;
+		if (group_insert(&g, &o, &row, &st, &unknown) != 1 ||
+		    st != DB_OK || unknown || row.customerid != o.customerid ||
+		    row.orderid <= 0) {
+			fprintf(stderr, "worker %d, order %d: st %d unknown "
+			    "%d customer %d\n", k, i, (int)st, unknown,
+			    (int)row.customerid);
+			bad++;
+		}
+	}
+	return bad;
+}
+
+static void
+test_many_workers_every_answer_its_own(void **state)
+{
+	pid_t kid[PROCS];
+	int k, ws, bad = 0;
+
+	(void)state;
+	group_use_area(shared_map(METRICS_GROUP_SIZE));
+	sh = shared_map(sizeof(*sh));
+	sh->commit_us = 20;
+	for (k = 0; k < PROCS; k++)
+		if ((kid[k] = fork()) == 0) {
+			srand((unsigned)getpid());
+			_exit(worker(k) > 0);
+		}
+	for (k = 0; k < PROCS; k++) {
+		assert_int_equal(waitpid(kid[k], &ws, 0), kid[k]);
+		bad += !WIFEXITED(ws) || WEXITSTATUS(ws) != 0;
+	}
+	print_message("%d orders in %d batches, the largest %d\n",
+	    (int)sh->orders, (int)sh->batches, (int)sh->max_batch);
+	assert_int_equal(bad, 0);
+	assert_int_equal(sh->orders, PROCS * EACH);
+	assert_int_equal(sh->next_id, PROCS * EACH);	/* none twice */
+	assert_true(sh->max_batch > 1);
+	assert_true(sh->batches < PROCS * EACH);
+}
+
+/*
+ * A leader that waits for a follower, commits, and is killed: the
+ * follower answers "may have committed" as soon as it sees the leader
+ * gone, not at its deadline.
+ */
+static void
+test_leader_killed_after_commit(void **state)
+{
+	const struct group_ctx lg = { NULL, 1000, no_settle, NULL, 200, 1 };
+	const struct group_ctx fg = { NULL, 1000, no_settle, NULL, 0, 0 };
+	struct new_order o;
+	struct order_row row;
+	enum db_status st;
+	pid_t leader;
+	double t0;
+	int ws, unknown;
+
+	(void)state;
+	group_use_area(shared_map(METRICS_GROUP_SIZE));
+	sh = shared_map(sizeof(*sh));
+	sh->commit_us = 1000;
+	memset(&o, 0, sizeof(o));
+	o.customerid = 1;
+	if ((leader = fork()) == 0) {
+		(void)group_insert(&lg, &o, &row, &st, &unknown);
+		_exit(0);	/* not reached: SIGKILL */
+	}
+	usleep(50 * 1000);
+	o.customerid = 2;
+	t0 = clock_ms();
+	if (fork() == 0) {
+		/* the follower, timed; the test process reaps the leader */
+		int r = group_insert(&fg, &o, &row, &st, &unknown);
+
+		_exit(r == 1 && st == DB_UNAVAILABLE && unknown &&
+		    clock_ms() - t0 < 1000 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(leader, &ws, 0), leader);
+	assert_true(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+	assert_int_equal(wait(&ws) > 0, 1);
+	assert_true(WIFEXITED(ws));
+	assert_int_equal(WEXITSTATUS(ws), 0);
+	assert_int_equal(sh->orders, 2);	/* both were committed */
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_many_workers_every_answer_its_own),
+		cmocka_unit_test(test_leader_killed_after_commit),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
