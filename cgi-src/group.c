@@ -27,7 +27,11 @@
  *    for any write that may have committed (the caller invalidates every
  *    count); the leader's own write is adopted as above;
  *  - a wait beyond statement_timeout and GRACE_MS: the place is given up
- *    (503, may have committed); a late answer is not written into it.
+ *    (503, may have committed); a late answer is not written into it;
+ *  - a leader word that names a process for longer than a turn may take
+ *    (a dead leader's pid taken by another process) is cleared by the
+ *    waiters, as for a dead leader; then its places count as a dead
+ *    leader's.
  */
 #include "group.h"
 
@@ -49,6 +53,8 @@
 #ifndef BETWEEN_LOADS		/* tests: where a process may be preempted */
 #define BETWEEN_LOADS()
 #endif
+#define LEAD_MAX_MS	1000	/* beyond statement_timeout: a leader's
+				   turn (its connection's own limit) */
 #define GRACE_MS	2000	/* beyond statement_timeout: the leader's
 				   answer (its connection's own limit is
 				   statement_timeout and 1 s) */
@@ -233,6 +239,21 @@ settle_orphans(struct area *a, const struct group_ctx *g,
 	}
 }
 
+/*
+ * The leader word goes from who to nobody, if it still says who, and the
+ * waiters look again. Who is this process at the end of its turn, or a
+ * leader a waiter found dead, or leading for longer than any statement of
+ * its may take: a process that got a dead leader's pid would otherwise
+ * hold up every insert of the host.
+ */
+static void
+let_go(struct area *a, uint32_t who)
+{
+	if (__atomic_compare_exchange_n(&a->leader, &who, 0, 0,
+	    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		futex_wake_all(&a->leader);
+}
+
 /* The place's answer into the caller's, and the place is free again. */
 static int
 answer(struct place *p, struct order_row *out, enum db_status *st,
@@ -265,8 +286,9 @@ group_insert(const struct group_ctx *g, const struct new_order *o,
 	struct batch b;
 	struct place *p;
 	double deadline, now;
+	double seen_since = 0;
 	uint64_t w;
-	uint32_t leader;
+	uint32_t leader, seen = 0;
 
 	if (a == NULL)
 		return 0;
@@ -308,9 +330,7 @@ group_insert(const struct group_ctx *g, const struct new_order *o,
 			    (uint32_t)my_pid, 0, __ATOMIC_ACQ_REL,
 			    __ATOMIC_ACQUIRE)) {
 				lead(a, g, &b);
-				__atomic_store_n(&a->leader, 0,
-				    __ATOMIC_RELEASE);
-				futex_wake_all(&a->leader);
+				let_go(a, (uint32_t)my_pid);
 				settle_orphans(a, g, &b);
 			}
 			continue;
@@ -324,12 +344,15 @@ group_insert(const struct group_ctx *g, const struct new_order *o,
 			}
 			continue;
 		}
+		if (leader != seen) {
+			seen = leader;
+			seen_since = now;
+		}
 		futex_wait(&a->leader, leader, deadline - now < WAIT_SLICE_MS ?
 		    (int)(deadline - now) + 1 : WAIT_SLICE_MS);
 		if (__atomic_load_n(&a->leader, __ATOMIC_ACQUIRE) == leader &&
-		    !alive((int32_t)leader) &&
-		    __atomic_compare_exchange_n(&a->leader, &leader, 0, 0,
-		    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-			futex_wake_all(&a->leader);
+		    (!alive((int32_t)leader) ||
+		    clock_ms() - seen_since > g->timeout_ms + LEAD_MAX_MS))
+			let_go(a, leader);
 	}
 }

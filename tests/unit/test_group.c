@@ -194,12 +194,47 @@ test_leader_killed_after_commit(void **state)
 	assert_int_equal(sh->orders, 2);	/* both were committed */
 }
 
+/*
+ * The leader word names a living process that is not leading (a dead
+ * leader's pid, taken since by another process): the next insert clears
+ * it once it has named that process for longer than a turn may take,
+ * leads, and gets its order in, before its own deadline.
+ */
+static void
+test_leader_word_of_a_stranger(void **state)
+{
+	const struct group_ctx g = { NULL, 100, no_settle, NULL, 0, 0 };
+	struct area *a = shared_map(METRICS_GROUP_SIZE);
+	struct new_order o;
+	struct order_row row;
+	enum db_status st;
+	double t0, ms;
+	int unknown;
+
+	(void)state;
+	group_use_area(a);
+	sh = shared_map(sizeof(*sh));
+	a->leader = 1;		/* init: alive, and never a leader */
+	memset(&o, 0, sizeof(o));
+	o.customerid = 3;
+	t0 = clock_ms();
+	assert_int_equal(group_insert(&g, &o, &row, &st, &unknown), 1);
+	ms = clock_ms() - t0;
+	print_message("inserted after %.0f ms\n", ms);
+	assert_int_equal(st, DB_OK);
+	assert_int_equal(row.customerid, 3);
+	assert_true(ms >= g.timeout_ms + LEAD_MAX_MS);
+	assert_true(ms < g.timeout_ms + GRACE_MS);
+	assert_int_equal(a->leader, 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_many_workers_every_answer_its_own),
 		cmocka_unit_test(test_leader_killed_after_commit),
+		cmocka_unit_test(test_leader_word_of_a_stranger),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
