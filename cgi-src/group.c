@@ -318,8 +318,9 @@ group_insert(const struct group_ctx *g, const struct new_order *o,
 		    __atomic_load_n(&p->word, __ATOMIC_ACQUIRE) == w) {
 			if (give_up(p, w, st, unknown)) {
 				log_error("group commit: the worker that took "
-				    "this order (pid %d) died with it",
-				    (int)W_TAKER(w));
+				    "this order (pid %d) let go of it "
+				    "unanswered (it died, or was cleared as "
+				    "stuck)", (int)W_TAKER(w));
 				return 1;
 			}
 			continue;
@@ -342,6 +343,11 @@ group_insert(const struct group_ctx *g, const struct new_order *o,
 				    "%d ms", g->timeout_ms + GRACE_MS);
 				return 1;
 			}
+			continue;
+		}
+		if (leader == (uint32_t)my_pid) {
+			/* not us: a dead leader whose pid we got */
+			let_go(a, leader);
 			continue;
 		}
 		if (leader != seen) {
