@@ -1000,7 +1000,7 @@ main_table() {
   say "Postgres transactions per request: pg_stat_database xact_commit + xact_rollback of the database,"
   say "all sessions (this count's own psql, autovacuum; an idle window of the same length counted $idle):"
   say "an upper bound for statements run alone, so 0 means no statement; a read runs one statement, alone;"
-  say "a POST is its INSERT alone (the service's own writes are not announced to the invalidator)"
+  say "a POST is its INSERT alone, or shares it with other workers' POSTs (group commit: below 1 per request); the service's own writes are not announced to the invalidator"
   for spec in "count-hit|static.lua|/orders/count?customerid=42" "id-hit|static.lua|/orders/$HIT_ID" \
     "miss|miss.lua|/" "post|post.lua|/"; do
     IFS='|' read -r name script path <<<"$spec"
