@@ -111,64 +111,37 @@ count_request(struct app *app, enum metrics_route route,
 }
 
 /*
- * Tests only (ORDERS_TEST_HOOKS=1): "X-Test-Fill-Delay-Ms: N" holds this
- * request's cache fill back N ms after its load, so a test can put a write
- * in between and show that the fill then stores nothing.
+ * Tests only (ORDERS_TEST_HOOKS=1), headers a test sends to reach a moment
+ * it could not time from outside:
+ *  - "X-Test-Fill-Delay-Ms: N" holds this request's cache fill back N ms
+ *    after its load, so that a write can come in between (cache.c);
+ *  - "X-Test-Die-After-Commit: 1" kills this worker between a write's
+ *    commit and its invalidation (handlers_orders.c);
+ *  - for a POST that leads its insert's batch (group.c): "X-Test-Lead-
+ *    Delay: N" waits N ms for others to queue behind it before it takes
+ *    the batch, and "X-Test-Die-Leading: 1" kills the worker after the
+ *    batch's commit, before its answers.
+ * test_ms: the header's N in 1..5000, else 0; test_flag: whether it is 1.
  */
 static int
-test_fill_delay(const struct app *app, char **envp)
+test_ms(const struct app *app, char **envp, const char *param)
 {
 	const char *v;
 	int ms;
 
-	if (!app->cfg->test_hooks ||
-	    (v = FCGX_GetParam("HTTP_X_TEST_FILL_DELAY_MS", envp)) == NULL)
-		return 0;
-	ms = atoi(v);
-	return ms > 0 && ms <= 5000 ? ms : 0;
-}
-
-/*
- * Tests only (ORDERS_TEST_HOOKS=1): "X-Test-Die-After-Commit: 1" kills this
- * worker between a write's commit and its invalidation (handlers_orders.c).
- */
-static int
-test_die_after_commit(const struct app *app, char **envp)
-{
-	const char *v;
-
-	return app->cfg->test_hooks &&
-	    (v = FCGX_GetParam("HTTP_X_TEST_DIE_AFTER_COMMIT", envp)) != NULL &&
-	    strcmp(v, "1") == 0;
-}
-
-/*
- * Tests only (ORDERS_TEST_HOOKS=1), for a POST that leads its insert's
- * batch (group.c): "X-Test-Lead-Delay: MS" (1..5000) waits MS for others
- * to queue behind it before it takes the batch; "X-Test-Die-Leading: 1"
- * kills the worker after the batch's commit, before its answers.
- */
-static int
-test_lead_delay(const struct app *app, char **envp)
-{
-	const char *v;
-	int ms;
-
-	if (!app->cfg->test_hooks ||
-	    (v = FCGX_GetParam("HTTP_X_TEST_LEAD_DELAY", envp)) == NULL)
+	if (!app->cfg->test_hooks || (v = FCGX_GetParam(param, envp)) == NULL)
 		return 0;
 	ms = atoi(v);
 	return ms > 0 && ms <= 5000 ? ms : 0;
 }
 
 static int
-test_die_leading(const struct app *app, char **envp)
+test_flag(const struct app *app, char **envp, const char *param)
 {
 	const char *v;
 
 	return app->cfg->test_hooks &&
-	    (v = FCGX_GetParam("HTTP_X_TEST_DIE_LEADING", envp)) != NULL &&
-	    strcmp(v, "1") == 0;
+	    (v = FCGX_GetParam(param, envp)) != NULL && strcmp(v, "1") == 0;
 }
 
 void
@@ -182,10 +155,12 @@ app_handle(struct app *app, FCGX_Request *fr)
 
 	http_response_reset(&resp);
 	status = http_request_parse(fr->envp, &req, err, sizeof(err));
-	app->cache.fill_delay_ms = test_fill_delay(app, fr->envp);
-	app->die_after_commit = test_die_after_commit(app, fr->envp);
-	app->lead_delay_ms = test_lead_delay(app, fr->envp);
-	app->die_leading = test_die_leading(app, fr->envp);
+	app->cache.fill_delay_ms = test_ms(app, fr->envp,
+	    "HTTP_X_TEST_FILL_DELAY_MS");
+	app->die_after_commit = test_flag(app, fr->envp,
+	    "HTTP_X_TEST_DIE_AFTER_COMMIT");
+	app->lead_delay_ms = test_ms(app, fr->envp, "HTTP_X_TEST_LEAD_DELAY");
+	app->die_leading = test_flag(app, fr->envp, "HTTP_X_TEST_DIE_LEADING");
 	log_set_request_id(req.request_id);
 	if (status != 0)
 		http_error(&resp, status, err);
