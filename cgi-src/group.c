@@ -76,6 +76,11 @@ struct place {
 	struct order_row	row;		/* the leader's, once done */
 };
 
+/*
+ * Part of the metrics file's layout: a change here is a change of its
+ * stamp (MAGIC in metrics.c), or workers of two builds would misread each
+ * other's places.
+ */
 struct area {
 	uint32_t		leader;		/* a futex: its pid, or 0 */
 	uint32_t		unused;

@@ -58,7 +58,8 @@ const char *metrics_layout(void);
 /*
  * The same file lends group.c (group commit) METRICS_GROUP_SIZE bytes,
  * zero in a new file, shared by every worker of the host; NULL with a
- * private slot.
+ * private slot. What group.c keeps there is part of the layout: change
+ * the stamp with it.
  */
 #define METRICS_GROUP_SIZE	4096
 void *metrics_group_area(void);
