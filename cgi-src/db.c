@@ -713,6 +713,30 @@ db_delete_order(struct db *db, int32_t orderid)
 	return st;
 }
 
+/*
+ * The session's statement_timeout, for what follows (group.c: a batch
+ * whose oldest order has waited gets what is left of that order's). Not
+ * behind a transaction pooler, where the session is not ours.
+ */
+enum db_status
+db_statement_timeout(struct db *db, int ms)
+{
+	char setting[32];
+	const char *param[1] = { setting };
+	PGresult *res;
+	enum db_status st;
+
+	if (db->pooled)
+		return DB_OK;
+	snprintf(setting, sizeof(setting), "%d", ms > 0 ? ms : 1);
+	st = db_exec(db, EXEC_READ,
+	    "SELECT set_config('statement_timeout', $1, false)", 1, param,
+	    PGRES_TUPLES_OK, &res);
+	if (st == DB_OK)
+		PQclear(res);
+	return st;
+}
+
 int
 db_write_unknown(const struct db *db)
 {

@@ -68,6 +68,8 @@ enum db_status db_insert_orders(struct db *db, const struct new_order *o,
 enum db_status db_insert_order_keyed(struct db *db, const struct new_order *o,
     const char *key, struct order_row *out, int *created);
 enum db_status db_delete_order(struct db *db, int32_t orderid);
+/* The session's statement_timeout from now on (not behind a pooler). */
+enum db_status db_statement_timeout(struct db *db, int ms);
 /*
  * Whether the last write that answered DB_UNAVAILABLE had gone out: then
  * it may have committed. One that never reached Postgres (no connection)

@@ -5,10 +5,10 @@
  *
  * A worker with an order puts it in a free place (queued), then becomes
  * the leader if there is none (a compare-and-swap of its pid into the
- * leader word), or else waits on that word (a futex) until the leader lets
- * go of it. A leader takes every queued place, inserts those orders in one
- * statement on its own connection (one transaction, one WAL flush), writes
- * each place's answer, and lets go, waking the waiters. Those whose place
+ * leader word), or else waits (a futex, the count of turns) until the
+ * leader lets go of it. A leader takes every queued place, inserts those
+ * orders in one statement on its own connection (one transaction, one WAL
+ * flush), writes each place's answer, and lets go, waking the waiters. Those whose place
  * is done take their answer and invalidate what their order made stale,
  * as after an insert of their own; those that queued meanwhile elect the
  * next leader among them. So a batch is what queued while the last one
@@ -26,16 +26,20 @@
  *    WAIT_SLICE_MS), free the word, and answer 503 for what it took, as
  *    for any write that may have committed (the caller invalidates every
  *    count); the leader's own write is adopted as above;
- *  - a wait beyond statement_timeout and GRACE_MS: the place is given up
- *    (503, may have committed); a late answer is not written into it;
- *  - a leader word that names a process for longer than a turn may take
- *    (a dead leader's pid taken by another process) is cleared by the
- *    waiters, as for a dead leader; then its places count as a dead
- *    leader's.
+ *  - an order no batch took within statement_timeout is given up (503,
+ *    not written); one taken is answered within statement_timeout of its
+ *    queueing (a batch gets what its oldest order has left), else given
+ *    up GRACE_MS later (503, may have been written), and a late answer is
+ *    not written into it;
+ *  - a leader word that has named a process for longer than a turn may
+ *    take (a dead leader's pid taken by another process) is cleared by
+ *    the next waiter to look, as for a dead leader; then its places count
+ *    as a dead leader's.
  */
 #include "group.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <signal.h>
@@ -55,11 +59,22 @@
 #endif
 #define LEAD_MAX_MS	1000	/* beyond statement_timeout: a leader's
 				   turn (its connection's own limit) */
+#define BUDGET_SLACK_MS	50	/* what a batch may cost an order beyond
+				   statement_timeout, before it is cut */
 #define GRACE_MS	2000	/* beyond statement_timeout: the leader's
 				   answer (its connection's own limit is
 				   statement_timeout and 1 s) */
 
 enum { ST_FREE, ST_FILLING, ST_QUEUED, ST_TAKEN, ST_DONE };
+
+/*
+ * The leader word: the leader's pid, and when it began to lead (clock_ms,
+ * truncated: durations of up to 24 days compare right). One word, so that
+ * nobody ever sees a leader with another's start.
+ */
+#define LW(pid, since)	((uint64_t)(uint32_t)(pid) | (uint64_t)(since) << 32)
+#define LW_PID(lw)	((uint32_t)(lw))
+#define LW_SINCE(lw)	((uint32_t)((lw) >> 32))
 
 /* The word: state in bits 0-3, owner in 4-33, taker in 34-63 (pids). */
 #define W(state, owner, taker) ((uint64_t)(state) | \
@@ -72,6 +87,7 @@ struct place {
 	uint64_t		word;
 	int32_t			status;		/* enum db_status, once done */
 	int32_t			unknown;
+	double			queued_at;	/* clock_ms(), once queued */
 	struct new_order	order;		/* the owner's, once queued */
 	struct order_row	row;		/* the leader's, once done */
 };
@@ -82,7 +98,9 @@ struct place {
  * other's places.
  */
 struct area {
-	uint32_t		leader;		/* a futex: its pid, or 0 */
+	uint64_t		leader;		/* LW(pid, since), or 0 */
+	uint32_t		turns;		/* a futex: one more at each
+						   leader's end */
 	uint32_t		unused;
 	struct place		place[GROUP_PLACES];
 };
@@ -169,28 +187,45 @@ struct batch {
 static void
 lead(struct area *a, const struct group_ctx *g, struct batch *b)
 {
+	double now, oldest = DBL_MAX;
 	uint64_t w;
-	int i;
+	int i, budget;
 
 	b->n = 0;
 	if (g->lead_delay_ms > 0)
 		usleep((useconds_t)g->lead_delay_ms * 1000);
+	now = clock_ms();
 	for (i = 0; i < GROUP_PLACES; i++) {
 		w = __atomic_load_n(&a->place[i].word, __ATOMIC_ACQUIRE);
-		if (W_STATE(w) != ST_QUEUED || !cas(&a->place[i].word, w,
+		/* (one that waited its whole statement_timeout gives up) */
+		if (W_STATE(w) != ST_QUEUED ||
+		    now - a->place[i].queued_at >= g->timeout_ms ||
+		    !cas(&a->place[i].word, w,
 		    W(ST_TAKEN, W_OWNER(w), my_pid)))
 			continue;
 		b->order[b->n] = a->place[i].order;
+		if (a->place[i].queued_at < oldest)
+			oldest = a->place[i].queued_at;
 		b->idx[b->n++] = i;
 	}
 	if (b->n == 0)
 		return;
+	/*
+	 * Each order's client is answered within statement_timeout of its
+	 * queueing, as one inserted alone would be: an order that waited
+	 * for a slow batch gives this one what it has left.
+	 */
+	budget = (int)(g->timeout_ms - (now - oldest));
+	if (g->timeout_ms - budget > BUDGET_SLACK_MS)
+		(void)db_statement_timeout(g->db, budget);
 	b->st[0] = db_insert_orders(g->db, b->order, b->n, b->row);
 	b->unknown[0] = b->st[0] == DB_UNAVAILABLE && db_write_unknown(g->db);
 	for (i = 1; i < b->n; i++) {
 		b->st[i] = b->st[0];
 		b->unknown[i] = b->unknown[0];
 	}
+	if (g->timeout_ms - budget > BUDGET_SLACK_MS)
+		(void)db_statement_timeout(g->db, g->timeout_ms);
 	if (g->die_leading)
 		raise(SIGKILL);
 	if (b->st[0] == DB_ERROR && b->n > 1) {
@@ -252,11 +287,12 @@ settle_orphans(struct area *a, const struct group_ctx *g,
  * hold up every insert of the host.
  */
 static void
-let_go(struct area *a, uint32_t who)
+let_go(struct area *a, uint64_t who)
 {
-	if (__atomic_compare_exchange_n(&a->leader, &who, 0, 0,
-	    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		futex_wake_all(&a->leader);
+	if (!cas(&a->leader, who, 0))
+		return;
+	__atomic_add_fetch(&a->turns, 1, __ATOMIC_ACQ_REL);
+	futex_wake_all(&a->turns);
 }
 
 /* The place's answer into the caller's, and the place is free again. */
@@ -290,10 +326,10 @@ group_insert(const struct group_ctx *g, const struct new_order *o,
 	struct area *a = test_area != NULL ? test_area : metrics_group_area();
 	struct batch b;
 	struct place *p;
-	double deadline, now;
-	double seen_since = 0;
+	double queued_at, deadline, now;
 	uint64_t w;
-	uint32_t leader, seen = 0;
+	uint64_t leader, mine;
+	uint32_t turns;
 
 	if (a == NULL)
 		return 0;
@@ -302,9 +338,11 @@ group_insert(const struct group_ctx *g, const struct new_order *o,
 	if ((p = claim(a)) == NULL)
 		return 0;
 	p->order = *o;
+	p->queued_at = queued_at = clock_ms();
 	__atomic_store_n(&p->word, W(ST_QUEUED, my_pid, 0), __ATOMIC_RELEASE);
-	deadline = clock_ms() + g->timeout_ms + GRACE_MS;
 	for (;;) {
+		/* first: a turn that ends after this wakes the wait below */
+		turns = __atomic_load_n(&a->turns, __ATOMIC_ACQUIRE);
 		w = __atomic_load_n(&p->word, __ATOMIC_ACQUIRE);
 		if (W_STATE(w) == ST_DONE)
 			return answer(p, out, st, unknown);
@@ -319,7 +357,8 @@ group_insert(const struct group_ctx *g, const struct new_order *o,
 		 * leader from after X let go, or from before X became the
 		 * leader and the place from after.)
 		 */
-		if (W_STATE(w) == ST_TAKEN && (uint32_t)W_TAKER(w) != leader &&
+		if (W_STATE(w) == ST_TAKEN &&
+		    (uint32_t)W_TAKER(w) != LW_PID(leader) &&
 		    __atomic_load_n(&p->word, __ATOMIC_ACQUIRE) == w) {
 			if (give_up(p, w, st, unknown)) {
 				log_error("group commit: the worker that took "
@@ -331,39 +370,40 @@ group_insert(const struct group_ctx *g, const struct new_order *o,
 			continue;
 		}
 		if (leader == 0) {
+			mine = LW(my_pid, (uint32_t)clock_ms());
 			if (W_STATE(w) == ST_QUEUED &&
-			    __atomic_compare_exchange_n(&a->leader, &leader,
-			    (uint32_t)my_pid, 0, __ATOMIC_ACQ_REL,
-			    __ATOMIC_ACQUIRE)) {
+			    cas(&a->leader, 0, mine)) {
 				lead(a, g, &b);
-				let_go(a, (uint32_t)my_pid);
+				let_go(a, mine);
 				settle_orphans(a, g, &b);
 			}
 			continue;
 		}
+		/* not taken within statement_timeout: nothing was sent; taken:
+		   the leader's statement has that long, and GRACE_MS more */
 		now = clock_ms();
+		deadline = queued_at + g->timeout_ms +
+		    (W_STATE(w) == ST_TAKEN ? GRACE_MS : 0);
 		if (now >= deadline) {
 			if (give_up(p, w, st, unknown)) {
-				log_error("group commit: no answer within "
-				    "%d ms", g->timeout_ms + GRACE_MS);
+				log_error("group commit: %s within %d ms",
+				    *unknown ? "no answer" : "no batch took "
+				    "this order", (int)(deadline - queued_at));
 				return 1;
 			}
 			continue;
 		}
-		if (leader == (uint32_t)my_pid) {
+		if (LW_PID(leader) == (uint32_t)my_pid) {
 			/* not us: a dead leader whose pid we got */
 			let_go(a, leader);
 			continue;
 		}
-		if (leader != seen) {
-			seen = leader;
-			seen_since = now;
-		}
-		futex_wait(&a->leader, leader, deadline - now < WAIT_SLICE_MS ?
+		futex_wait(&a->turns, turns, deadline - now < WAIT_SLICE_MS ?
 		    (int)(deadline - now) + 1 : WAIT_SLICE_MS);
 		if (__atomic_load_n(&a->leader, __ATOMIC_ACQUIRE) == leader &&
-		    (!alive((int32_t)leader) ||
-		    clock_ms() - seen_since > g->timeout_ms + LEAD_MAX_MS))
+		    (!alive((int32_t)LW_PID(leader)) ||
+		    (uint32_t)clock_ms() - LW_SINCE(leader) >
+		    (uint32_t)(g->timeout_ms + LEAD_MAX_MS)))
 			let_go(a, leader);
 	}
 }

@@ -30,6 +30,8 @@ struct shared {
 	int32_t	orders;
 	int32_t	max_batch;
 	int	commit_us;
+	int	timeouts[8];	/* db_statement_timeout's, in order */
+	int	ntimeouts;
 };
 
 static struct shared *sh;
@@ -66,6 +68,17 @@ db_insert_order(struct db *db, const struct new_order *o,
     struct order_row *out)
 {
 	return db_insert_orders(db, o, 1, out);
+}
+
+enum db_status
+db_statement_timeout(struct db *db, int ms)
+{
+	int i = __atomic_fetch_add(&sh->ntimeouts, 1, __ATOMIC_ACQ_REL);
+
+	(void)db;
+	if (i < 8)
+		sh->timeouts[i] = ms;
+	return DB_OK;
 }
 
 int
@@ -196,9 +209,10 @@ test_leader_killed_after_commit(void **state)
 
 /*
  * The leader word names a living process that is not leading (a dead
- * leader's pid, taken since by another process): the next insert clears
- * it once it has named that process for longer than a turn may take,
- * leads, and gets its order in, before its own deadline.
+ * leader's pid, taken since by another process), since longer than a turn
+ * may take: the next insert clears it, leads, and gets its order in
+ * within its statement_timeout. Named since just now, the insert waits:
+ * a leader may be that slow.
  */
 static void
 test_leader_word_of_a_stranger(void **state)
@@ -214,18 +228,67 @@ test_leader_word_of_a_stranger(void **state)
 	(void)state;
 	group_use_area(a);
 	sh = shared_map(sizeof(*sh));
-	a->leader = 1;		/* init: alive, and never a leader */
 	memset(&o, 0, sizeof(o));
 	o.customerid = 3;
+
+	/* init: alive, and never a leader; since just now */
+	a->leader = LW(1, (uint32_t)clock_ms());
 	t0 = clock_ms();
 	assert_int_equal(group_insert(&g, &o, &row, &st, &unknown), 1);
 	ms = clock_ms() - t0;
-	print_message("inserted after %.0f ms\n", ms);
+	print_message("a fresh stranger: given up after %.0f ms\n", ms);
+	assert_int_equal(st, DB_UNAVAILABLE);
+	assert_int_equal(unknown, 0);	/* nothing was sent */
+	assert_true(ms >= g.timeout_ms && ms < g.timeout_ms + WAIT_SLICE_MS * 2);
+
+	/* since longer than a turn may take */
+	a->leader = LW(1, (uint32_t)clock_ms() - (uint32_t)(g.timeout_ms +
+	    LEAD_MAX_MS) - 1);
+	t0 = clock_ms();
+	assert_int_equal(group_insert(&g, &o, &row, &st, &unknown), 1);
+	ms = clock_ms() - t0;
+	print_message("a stale stranger: inserted after %.0f ms\n", ms);
 	assert_int_equal(st, DB_OK);
 	assert_int_equal(row.customerid, 3);
-	assert_true(ms >= g.timeout_ms + LEAD_MAX_MS);
-	assert_true(ms < g.timeout_ms + GRACE_MS);
+	assert_true(ms < g.timeout_ms);
 	assert_int_equal(a->leader, 0);
+}
+
+/*
+ * A batch that takes 400 ms: the order that queued behind it waited about
+ * 350 ms, so its own batch runs with what it has left of its 1,000 ms
+ * statement_timeout, and the session gets its 1,000 back after.
+ */
+static void
+test_a_late_batch_gets_what_is_left(void **state)
+{
+	const struct group_ctx g = { NULL, 1000, no_settle, NULL, 0, 0 };
+	struct new_order o;
+	struct order_row row;
+	enum db_status st;
+	pid_t first;
+	int ws, unknown;
+
+	(void)state;
+	group_use_area(shared_map(METRICS_GROUP_SIZE));
+	sh = shared_map(sizeof(*sh));
+	sh->commit_us = 400 * 1000;
+	memset(&o, 0, sizeof(o));
+	o.customerid = 1;
+	if ((first = fork()) == 0)
+		_exit(group_insert(&g, &o, &row, &st, &unknown) == 1 &&
+		    st == DB_OK ? 0 : 1);
+	usleep(50 * 1000);
+	o.customerid = 2;
+	assert_int_equal(group_insert(&g, &o, &row, &st, &unknown), 1);
+	assert_int_equal(st, DB_OK);
+	assert_int_equal(waitpid(first, &ws, 0), first);
+	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	print_message("statement_timeout set to %d, then %d\n",
+	    sh->timeouts[0], sh->timeouts[1]);
+	assert_int_equal(sh->ntimeouts, 2);
+	assert_in_range(sh->timeouts[0], 500, 700);
+	assert_int_equal(sh->timeouts[1], 1000);
 }
 
 int
@@ -235,6 +298,7 @@ main(void)
 		cmocka_unit_test(test_many_workers_every_answer_its_own),
 		cmocka_unit_test(test_leader_killed_after_commit),
 		cmocka_unit_test(test_leader_word_of_a_stranger),
+		cmocka_unit_test(test_a_late_batch_gets_what_is_left),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
