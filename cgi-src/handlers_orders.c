@@ -13,10 +13,10 @@
 #include <string.h>
 
 #include "clock.h"
+#include "group.h"
 #include "handlers.h"
 #include "keys.h"
 #include "log.h"
-#include "group.h"
 #include "metrics.h"
 
 static const char *const cache_status_names[] = { "HIT", "MISS", "BYPASS" };
@@ -397,14 +397,6 @@ answer_created(struct exchange *x, const struct order_row *row)
 	return 0;
 }
 
-/*
- * With an Idempotency-Key, a retry of a request that created an order gets
- * that order again, as it is stored; nothing is inserted. The retry settles
- * the order again all the same: it is this order's acknowledgement, and the
- * first attempt's invalidation may never have been made (its worker cut off
- * from Redis and Postgres after the commit: the reason its client retries).
- * The same key with another order is the client's mistake.
- */
 /* group.c's leader settles so an order whose worker died waiting. */
 static void
 settle_orphan(void *app, int32_t write)
@@ -415,35 +407,37 @@ settle_orphan(void *app, int32_t write)
 /*
  * An order without a key shares its transaction with what the host's
  * other workers insert meanwhile (group.c); a keyed one, whose insert may
- * have to look its key up, goes alone.
+ * have to look its key up, goes alone. *unknown: DB_UNAVAILABLE after the
+ * statement may have committed.
  */
 static enum db_status
 insert_order(struct exchange *x, const struct new_order *order,
-    const char *key, struct order_row *row, int *created)
+    const char *key, struct order_row *row, int *created, int *unknown)
 {
 	const struct group_ctx g = { x->app->db,
 	    x->app->cfg->statement_timeout_ms, settle_orphan, x->app,
 	    x->app->lead_delay_ms, x->app->die_leading };
 	enum db_status st;
-	int unknown;
 
-	if (key == NULL && group_insert(&g, order, row, &st, &unknown))
-		;
-	else if (key == NULL) {
-		st = db_insert_order(x->app->db, order, row);
-		unknown = st == DB_UNAVAILABLE && db_write_unknown(x->app->db);
-	} else {
+	if (key != NULL)
 		st = db_insert_order_keyed(x->app->db, order, key, row,
 		    created);
-		unknown = st == DB_UNAVAILABLE && db_write_unknown(x->app->db);
-	}
-	if (st == DB_OK)
-		settle_write(x, row->orderid, *created);
-	else if (unknown)
-		settle_write(x, INFLIGHT_INSERT, 1);	/* it may have committed */
+	else if (group_insert(&g, order, row, &st, unknown))
+		return st;
+	else
+		st = db_insert_order(x->app->db, order, row);
+	*unknown = st == DB_UNAVAILABLE && db_write_unknown(x->app->db);
 	return st;
 }
 
+/*
+ * With an Idempotency-Key, a retry of a request that created an order gets
+ * that order again, as it is stored; nothing is inserted. The retry settles
+ * the order again all the same: it is this order's acknowledgement, and the
+ * first attempt's invalidation may never have been made (its worker cut off
+ * from Redis and Postgres after the commit: the reason its client retries).
+ * The same key with another order is the client's mistake.
+ */
 void
 handle_create_order(struct exchange *x)
 {
@@ -451,15 +445,19 @@ handle_create_order(struct exchange *x)
 	struct order_row row;
 	enum db_status st;
 	const char *key;
-	int created = 1;
+	int created = 1, unknown;
 	double t0;
 
 	if (read_key(x, &key) != 0 || read_new_order(x, &order) != 0)
 		return;
 	t0 = clock_ms();
 	inflight_begin(INFLIGHT_INSERT);
-	st = insert_order(x, &order, key, &row, &created);
+	st = insert_order(x, &order, key, &row, &created, &unknown);
 	x->resp->db_ms += clock_ms() - t0;
+	if (st == DB_OK)
+		settle_write(x, row.orderid, created);
+	else if (unknown)
+		settle_write(x, INFLIGHT_INSERT, 1);	/* it may have committed */
 	inflight_end();
 	if (st != DB_OK) {
 		answer_failure(x, from_db_status(st));
