@@ -16,29 +16,32 @@
 #                  /orders/count, cache-hit GET /orders/{id}, cold misses
 #                  (a new count per request), POST /orders, a 95/5
 #                  read/write mix, each at 8 and 64 connections
-#   tutorial round the tutorial's own app (bench/tutorial/app.py: FastAPI,
-#                  psycopg2, redis-py, a new connection to each per
-#                  request, the cache a decorator), run by uvicorn with as
-#                  many worker processes as the pool on a free loopback
-#                  port (bench/tutorial/serve.py: with uvicorn's 40 ms
-#                  delayed-ACK bug of --workers N fixed, see there),
-#                  started for the round and stopped after it: the
-#                  kinds of request it has (count-hit, id-hit, miss, post)
-#                  with the same wrk scripts, at 8 and 64 connections.
-#                  wrk goes straight to uvicorn: no nginx in front of it,
-#                  which favours the tutorial app. Its keys are under
-#                  CACHE_PREFIX "tutorial:" (the stack's REDIS_URL may only
-#                  touch CACHE_PREFIX); its writes are not announced to the
-#                  invalidator (orders.self_invalidating in its connection
-#                  string): the tutorial has no triggers, and the service's
-#                  own writes are not announced either
 #
-# in the order F S T F S T F (BENCH_REPS service rounds, each between two
-# floor rounds and followed by a tutorial round; a ratio is to the mean of
-# the floors just before and after, or to the tutorial round just after,
-# so that drift hits both alike). The pool is switched with
+# in the order F S F S F (BENCH_REPS service rounds, each between two floor
+# rounds; a ratio is to the mean of the floors just before and after, so
+# that drift hits both alike). The pool is switched with
 # WORKER_BIN=... ./deploy.sh scale N, which changes nothing but the pool.
 # Each case is wrk -t2 --latency for BENCH_SECONDS.
+#
+# Then the service against the tutorial's own app (BENCH_TUTORIAL): the
+# app (bench/tutorial/app.py: FastAPI, psycopg2, redis-py, the cache a
+# decorator), run by uvicorn with as many worker processes as the pool on
+# a free loopback port (bench/tutorial/serve.py: with uvicorn's 40 ms
+# delayed-ACK bug of --workers N fixed, see there), beside the service
+# pool. wrk goes straight to uvicorn: no nginx in front of it, which
+# favours the tutorial app. Its keys are under CACHE_PREFIX "tutorial:"
+# (the stack's REDIS_URL may only touch CACHE_PREFIX); its writes are not
+# announced to the invalidator (orders.self_invalidating in its connection
+# string): the tutorial has no triggers, and the service's own writes are
+# not announced either. Both programs' speed moves by a third from one
+# minute to the next on this machine, so they meet back to back, as the
+# hits meet their floor below: BENCH_TUTORIAL_ROUNDS rounds, in each of
+# which every kind of request the app has (count-hit, id-hit, miss, post,
+# with the same wrk scripts, at each connection count) runs on the service
+# and then on the app, or on the app and then on the service (turn about,
+# ABBA), BENCH_TUTORIAL_SECONDS each; a round's ratio is the service's
+# req/s over the app's in that round, and the table gives each round's
+# ratio, their mean and least, and issue 6's target (3 x; 2.5 x for POST).
 #
 # Then the hits' duel (BENCH_DUELS rounds): the floor rounds above are a
 # minute and more away from some of the service's cases, and the floors
@@ -78,10 +81,8 @@
 # bench/out/bench.txt, the figures to bench/out/results.tsv (main table),
 # workers.tsv and rows.tsv (sweeps) and, with gnuplot, bench/out/bench.png
 # (req/s and p99 per case) and sweeps.png (req/s per pool size; req/s and
-# cost per count of orders). The tutorial rounds make a table of their
-# own, "service vs the tutorial app": each case's req/s, the service's over
-# the tutorial's (means over the repetitions), and whether that meets issue
-# 6's target (3 x; 2.5 x for POST); bench/out/tutorial.tsv. It asserts
+# cost per count of orders); the service against the tutorial app in
+# bench/out/tutorial.tsv, the hits' duel in duel.tsv. It asserts
 # nothing about speed: it exits 1 only when a case had errors (non-2xx
 # answers, socket errors; the tutorial app's timeouts are only reported:
 # they are its slowness, not a fault of the run) or a stack failed.
@@ -105,9 +106,11 @@
 #   BENCH_TUTORIAL_CONNECT (process)  the tutorial app's connections: kept,
 #                         one each per process (process), or new for each
 #                         request as its code has it (request)
-#   BENCH_TUTORIAL (1)    0: no tutorial rounds (they need /usr/bin/python3
+#   BENCH_TUTORIAL (1)    0: no tutorial app (it needs /usr/bin/python3
 #                         with FastAPI, uvicorn, psycopg2 and redis-py:
 #                         ./deploy.sh deps --bench)
+#   BENCH_TUTORIAL_ROUNDS (4)  rounds of the service against the tutorial app
+#   BENCH_TUTORIAL_SECONDS (4)  per measured case and side of those rounds
 #   BENCH_DUELS (3)       rounds of the hits' duel (below); 0 for none
 #   BENCH_DUEL_SECONDS (5)  per measured case of the duel
 #   BENCH_SWEEPS ("workers rows")  the sweeps to run; "" for none
@@ -139,6 +142,8 @@ SWEEP_ROWS=${BENCH_SWEEP_ROWS:-100000 1000000 10000000}
 SWEEP_SECS=${BENCH_SWEEP_SECONDS:-4}
 DUELS=${BENCH_DUELS:-3}
 DUEL_SECS=${BENCH_DUEL_SECONDS:-5}
+TUT_ROUNDS=${BENCH_TUTORIAL_ROUNDS:-4}
+TUT_SECS=${BENCH_TUTORIAL_SECONDS:-4}
 
 usage_error() { echo "run-bench.sh: $*" >&2; exit 2; }
 [[ $DUELS =~ ^[0-9]+$ ]] || usage_error "BENCH_DUELS must be 0 or a positive integer: $DUELS"
@@ -585,7 +590,7 @@ duel() {
 
 # ---------------------------------------------------------------- tutorial
 
-# the tutorial round's cases: NAME|SCRIPT|PATH, the kinds of request the
+# the tutorial duel's cases: NAME|SCRIPT|PATH, the kinds of request the
 # tutorial's app has (miss.lua's counts, customerid and to=, it takes)
 TUTORIAL_CASES=(
   "count-hit|static.lua|/orders/count?customerid=42"
@@ -646,21 +651,54 @@ tutorial_start() {
 # tutorial_workers: the pids of uvicorn's worker processes
 tutorial_workers() { pgrep -P "$TUT_PGID" -f multiprocessing.spawn; }
 
-# tutorial_round T: round T<T>: the tutorial app started, warmed up (WARMUP
-# s of hits, so that every worker has started), TUTORIAL_CASES measured,
-# its workers' RSS noted, the app stopped.
-tutorial_round() {
-  local t=$1 spec name script path c base=$BASE
+# tutorial_side D SIDE NAME SCRIPT PATH C: round D of the tutorial duel,
+# one side (tutorial or service) of one case at C connections, into RESULTS
+# as round T<D> (the tutorial app) or P<D> (the service, its pair).
+tutorial_side() {
+  local d=$1 side=$2 base=$BASE
+  if [[ $side == tutorial ]]; then
+    BASE=$TUT_BASE
+    measure "T$d" "$3" "$4" "$5" "$6"
+    BASE=$base
+  else
+    measure "P$d" "$3" "$4" "$5" "$6"
+  fi
+}
+
+# tutorial_duel: the service against the tutorial app (see the top): the
+# app started beside the service pool and warmed up (WARMUP s of hits, so
+# that every worker has started); then TUT_ROUNDS rounds, in each of which
+# every case of TUTORIAL_CASES at each of CONNS runs on the service and on
+# the tutorial app back to back, the service first in odd rounds and second
+# in even ones (ABBA), TUT_SECS each; the app's workers' RSS noted, the app
+# stopped. Results in T/results.tut.
+tutorial_duel() {
+  local d spec name script path c results=$RESULTS secs=$SECS
+  pool ''
+  run_wrk 64 "$WARMUP" miss.lua /
   tutorial_start
-  BASE=$TUT_BASE
-  run_wrk 64 "$WARMUP" static.lua "/orders/count?customerid=42"
-  for spec in "${TUTORIAL_CASES[@]}"; do
-    IFS='|' read -r name script path <<<"$spec"
-    for c in $CONNS; do measure "T$t" "$name" "$script" "$path" "$c"; done
+  BASE=$TUT_BASE run_wrk 64 "$WARMUP" static.lua "/orders/count?customerid=42"
+  SECS=$TUT_SECS
+  RESULTS=$T/results.tut
+  : >"$RESULTS"
+  for ((d = 1; d <= TUT_ROUNDS; d++)); do
+    for spec in "${TUTORIAL_CASES[@]}"; do
+      IFS='|' read -r name script path <<<"$spec"
+      for c in $CONNS; do
+        if ((d % 2)); then
+          tutorial_side "$d" service "$name" "$script" "$path" "$c"
+          tutorial_side "$d" tutorial "$name" "$script" "$path" "$c"
+        else
+          tutorial_side "$d" tutorial "$name" "$script" "$path" "$c"
+          tutorial_side "$d" service "$name" "$script" "$path" "$c"
+        fi
+      done
+    done
   done
-  BASE=$base
-  RSS_TUTORIAL[$t]=$(rss_line "$(tutorial_workers)")
+  RSS_TUTORIAL=$(rss_line "$(tutorial_workers)")
   tutorial_stop || fail "the tutorial app did not stop on SIGTERM"
+  SECS=$secs
+  RESULTS=$results
 }
 
 # ---------------------------------------------------------------- report
@@ -719,74 +757,54 @@ table() {
   say "  worker RSS after S$r: ${RSS_SERVICE[$r]}"
 }
 
-# tutorial_stats REP: tutorial round REP of RESULTS against service round
-# REP, in round_stats's fields: the ratio is the service's req/s over the
-# tutorial app's, same case and connections; the note says so, with the
-# service's req/s.
-tutorial_stats() {
-  awk -F'\t' -v OFS='\t' -v s="S$1" -v t="T$1" '
-    $1 == s { srps[$2 SUBSEP $3] = $4 }
-    $1 == t { rows[++n] = $0 }
-    END {
-      for (i = 1; i <= n; i++) {
-        split(rows[i], f, "\t"); k = f[2] SUBSEP f[3]
-        ratio = (f[4] > 0 && (k in srps)) ? sprintf("%.1f", srps[k] / f[4]) : "-"
-        print f[2], f[3], sprintf("%.0f", f[4]), sprintf("%.2f", f[5]), sprintf("%.2f", f[6]), f[7],
-          (ratio == "-" ? "-" : sprintf("%s x (%s %.0f)", ratio, s, srps[k])), f[8], f[9], ratio
-      }
-    }' "$RESULTS"
-}
-
-# tutorial_table REP: tutorial round REP as a table of the report.
-tutorial_table() {
-  local r=$1
-  say ""
-  say "repetition $r of $REPS: tutorial round T$r (bench/tutorial/app.py, uvicorn, $POOL_N workers, wrk straight to it), after S$r"
-  tutorial_stats "$r" | stats_table "service / tutorial"
-  say "  service / tutorial: S$r's req/s over T$r's (S$r's in parentheses); errors include timeouts (wrk: 10 s);"
-  say "  redis RT: the app's connect and AUTH included (a new connection per request); redis cmd: AUTH left out;"
-  say "  both per request wrk counted: the slow cases' requests still running when wrk stops add to them"
-  say "  tutorial app RSS after T$r: ${RSS_TUTORIAL[$r]}"
-}
-
-# vs_table: the service against the tutorial app, case by case: req/s of
-# each, means over the repetitions, their ratio and issue 6's target (3 x;
-# 2.5 x for post); a table of the report and bench/out/tutorial.tsv.
+# vs_table: the tutorial duel, case by case: req/s of each side (means over
+# the rounds), the ratio of each round (the service's req/s over the
+# tutorial app's just before or after it), their mean and least, and issue
+# 6's target (3 x; 2.5 x for post); a table of the report and
+# bench/out/tutorial.tsv.
 vs_table() {
   local tsv=$OUT/tutorial.tsv
-  awk -F'\t' -v OFS='\t' '
-    { rd = substr($1, 1, 1); rep = substr($1, 2); k = $2 SUBSEP $3 }
-    rd == "T" { if (!(k in tn)) keys[++nk] = k
-                tn[k]++; trps[k] += $4; tp50[k] += $5; tp99[k] += $6; terr[k] += $7; t1[rep, k] = $4; reps[rep] = 1 }
-    rd == "S" { sn[k]++; srps[k] += $4; s1[rep, k] = $4 }
+  awk -F'\t' -v OFS='\t' -v n="$TUT_ROUNDS" '
+    { side = substr($1, 1, 1); d = substr($1, 2); k = $2 SUBSEP $3 }
+    side == "T" { if (!(k in seen)) { seen[k] = 1; keys[++nk] = k }
+                  t[d, k] = $4; tp50[k] += $5; tp99[k] += $6; terr[k] += $7; tn[k]++ }
+    side == "P" { s[d, k] = $4; sp99[k] += $6; sn[k]++ }
     END {
       for (i = 1; i <= nk; i++) {
-        k = keys[i]; split(k, kc, SUBSEP)
-        s = (sn[k] ? srps[k] / sn[k] : 0); t = trps[k] / tn[k]
+        k = keys[i]; split(k, kc, SUBSEP); per = ""; sum = 0; m = 0; min = ""; ss = 0; ts = 0
+        for (d = 1; d <= n; d++) {
+          if (!(((d, k) in s) && ((d, k) in t) && t[d, k] > 0)) { per = per (per == "" ? "" : " / ") "-"; continue }
+          x = s[d, k] / t[d, k]; sum += x; m++; ss += s[d, k]; ts += t[d, k]
+          if (min == "" || x < min) min = x
+          per = per (per == "" ? "" : " / ") sprintf("%.1f", x)
+        }
         target = (kc[1] == "post") ? 2.5 : 3
-        ratio = (s > 0 && t > 0) ? sprintf("%.1f", s / t) : "-"
-        met = (ratio == "-") ? "-" : ((s / t >= target) ? "yes" : "no")
-        per = ""
-        for (r = 1; (r in reps); r++)
-          per = per (per == "" ? "" : " / ") ((((r, k) in s1) && t1[r, k] > 0) ? sprintf("%.1f", s1[r, k] / t1[r, k]) : "-")
-        print kc[1], kc[2], sprintf("%.0f", s), sprintf("%.0f", t), ratio, sprintf("%.1f", target), met,
-          sprintf("%.2f", tp50[k] / tn[k]), sprintf("%.2f", tp99[k] / tn[k]), terr[k], per
+        mean = m ? sum / m : 0
+        print kc[1], kc[2], (m ? sprintf("%.0f", ss / m) : "-"), (m ? sprintf("%.0f", ts / m) : "-"),
+          (m ? sprintf("%.2f", mean) : "-"), (m ? sprintf("%.2f", min) : "-"), sprintf("%.1f", target),
+          (m ? (mean >= target ? "yes" : "no") : "-"),
+          sprintf("%.2f", tp50[k] / tn[k]), sprintf("%.2f", tp99[k] / tn[k]), terr[k],
+          (sn[k] ? sprintf("%.2f", sp99[k] / sn[k]) : "-"), per
       }
-    }' "$RESULTS" >"$T/vs"
+    }' "$T/results.tut" >"$T/vs"
   say ""
-  say "service vs the tutorial app: req/s, means over the $REPS repetitions (each T right after its S);"
-  say "  the service through nginx, the tutorial app (bench/tutorial/app.py, $POOL_N uvicorn workers) straight"
-  say "  from wrk: no nginx in front of it, which favours it; target (issue 6): at least 3 x, 2.5 x for POST"
+  say "service vs the tutorial app, back to back: $TUT_ROUNDS rounds, each case on the service and on the"
+  say "  tutorial app in turn (ABBA: the service first in odd rounds), ${TUT_SECS}s each; the service through"
+  say "  nginx, the tutorial app (bench/tutorial/app.py, $POOL_N uvicorn workers) straight from wrk: no nginx"
+  say "  in front of it, which favours it; target (issue 6): at least 3 x, 2.5 x for POST"
   awk -F'\t' '
-    function rowout(a, b, c, d, e, f, g, h, i, j) {
-      printf "%-12s %5s %13s %14s %7s %7s %4s %14s %9s  %s\n", a, b, c, d, e, f, g, h, i, j
+    function rowout(a, b, c, d, e, f, g, h, i, j, k, l) {
+      printf "%-10s %5s %9s %9s %7s %7s %7s %4s %8s %8s %5s  %s\n", a, b, c, d, e, f, g, h, i, j, k, l
     }
-    BEGIN { rowout("case", "conns", "service req/s", "tutorial req/s", "ratio", "target", "met", "tut. p99 ms", "tut. err", "ratio per repetition") }
-    { rowout($1, $2, $3, $4, $5 " x", $6 " x", $7, $9, $10, "(" $11 ")") }' "$T/vs" | tee -a "$T/report.txt"
-  say "  ratio: the service's req/s over the tutorial app's; tut. err: the tutorial app's errors, all rounds (timeouts included)"
+    BEGIN { rowout("case", "conns", "service", "tutorial", "mean", "min", "target", "met", "p99 ms", "tut. p99", "t.err", "ratio per round") }
+    { rowout($1, $2, $3, $4, $5 " x", $6 " x", $7 " x", $8, $12, $10, $11, "(" $13 ")") }' "$T/vs" | tee -a "$T/report.txt"
+  say "  service, tutorial: req/s, means over the rounds; a round's ratio: the service's req/s over the tutorial"
+  say "  app's in that round; p99: the service's, mean over the rounds; t.err: the tutorial app's errors, all"
+  say "  rounds (timeouts included; wrk: 10 s)"
+  say "  tutorial app RSS after the duel: $RSS_TUTORIAL"
   {
-    printf 'case\tconns\tservice_rps\ttutorial_rps\tratio\ttarget\tmet\ttutorial_p50_ms\ttutorial_p99_ms\ttutorial_errors\n'
-    cut -f 1-10 "$T/vs"
+    printf 'case\tconns\tservice_rps\ttutorial_rps\tmean_ratio\tmin_ratio\ttarget\tmet\ttutorial_p50_ms\ttutorial_p99_ms\ttutorial_errors\tservice_p99_ms\n'
+    cut -f 1-12 "$T/vs"
   } >"$tsv"
   say "  figures: $tsv"
 }
@@ -971,7 +989,6 @@ main_table() {
   for ((r = 1; r <= REPS; r++)); do
     floor_round "$r"
     service_round "$r"
-    if ((TUTORIAL)); then tutorial_round "$r"; fi
   done
   floor_round $((REPS + 1))
 
@@ -979,7 +996,7 @@ main_table() {
     table "$r" "repetition $r of $REPS: floors F$r and F$((r + 1)) around service round S$r"
   done
   if ((TUTORIAL)); then
-    for ((r = 1; r <= REPS; r++)); do tutorial_table "$r"; done
+    tutorial_duel
     vs_table
   fi
   duel
@@ -1036,21 +1053,23 @@ main_table() {
   say "Redis per request, by command (INFO commandstats over the measured runs of repetition 1; a script's"
   say "commands counted as well as its EVALSHA$( ((TUTORIAL)) && echo "; tutorial: the tutorial app's, its AUTH left out")):"
   awk -F'\t' '$1 == "S1" || $1 == "F1" || $1 == "T1" {
-    printf "  %-18s %3s  RT %s  %s\n", ($1 == "T1" ? "tutorial " : "") $2, $3, $8, $10 }' "$RESULTS" | tee -a "$T/report.txt"
+    printf "  %-18s %3s  RT %s  %s\n", ($1 == "T1" ? "tutorial " : "") $2, $3, $8, $10 }' \
+    "$RESULTS" $( ((TUTORIAL)) && echo "$T/results.tut") | tee -a "$T/report.txt"
   plot
 }
 
 # has_sweep NAME: NAME is one of SWEEPS
 has_sweep() { [[ " $SWEEPS " == *" $1 "* ]]; }
 
-declare -A RSS_FLOOR RSS_FLOOR_REDIS RSS_SERVICE RSS_TUTORIAL
+declare -A RSS_FLOOR RSS_FLOOR_REDIS RSS_SERVICE
+RSS_TUTORIAL=''
 POOL_N=$NWORKERS
 MAIN_DEPLOY_SECS=''
 rm -f "$OUT/workers.tsv" "$OUT/rows.tsv" "$OUT/sweeps.png" "$OUT/tutorial.tsv" "$OUT/duel.tsv"
 say "make bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- cgi-src 2>/dev/null || echo ' (cgi-src modified)'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 say "  wrk -t2 --latency, connections: $CONNS; floors and service through the same nginx"
 ((MAIN)) && say "  main table: $ROWS orders, $NWORKERS workers, ${SECS}s per case, $REPS repetitions"
-((TUTORIAL)) && say "  tutorial rounds: bench/tutorial/app.py under uvicorn $("$TUTORIAL_PY" -c 'import uvicorn; print(uvicorn.__version__)' 2>/dev/null)" \
+((TUTORIAL)) && say "  against the tutorial app: $TUT_ROUNDS rounds, ${TUT_SECS}s per case and side; bench/tutorial/app.py under uvicorn $("$TUTORIAL_PY" -c 'import uvicorn; print(uvicorn.__version__)' 2>/dev/null)" \
   "(asyncio, h11; TCP_NODELAY as with one process: bench/tutorial/serve.py), $NWORKERS workers," \
   "straight from wrk (no nginx: that favours it); connections: $([[ $TUT_CONNECT == process ]] &&
     echo "one to Postgres and one to Redis per process, kept (its strongest version)" ||
