@@ -211,6 +211,7 @@ struct kv {
 	struct breaker		 breaker;
 	char			 sha[NSCRIPTS][41];
 	unsigned long		 tokens;	/* lease tokens handed out */
+	long			 pid;		/* ours, for the tokens: getpid() once */
 	unsigned long		 failures;	/* kv_fail calls, ever */
 	int			 forced;	/* the operation in hand's */
 	int			 not_ready;	/* it gave up: the guard's flush
@@ -470,6 +471,7 @@ kv_new(const struct kv_url *url, int timeout_ms)
 	kv->url = url;
 	kv->timeout_ms = timeout_ms;
 	kv->sock_ms = -1;
+	kv->pid = (long)getpid();
 	clock_gettime(CLOCK_REALTIME, &ts);
 	breaker_init(&kv->breaker, &bc, ((unsigned long long)getpid() << 32) ^
 	    (unsigned long long)ts.tv_sec * 1000000000ULL ^
@@ -1258,7 +1260,7 @@ kv_lease(struct kv *kv, const char *key, const char *gen_key,
 	enum kv_status st;
 
 	memset(t, 0, sizeof(*t));
-	snprintf(t->token, sizeof(t->token), "%ld.%lu", (long)getpid(),
+	snprintf(t->token, sizeof(t->token), "%ld.%lu", kv->pid,
 	    ++kv->tokens);
 	snprintf(ms, sizeof(ms), "%d", lock_ms);
 	items[0] = key;
