@@ -105,12 +105,12 @@ deps:
 # (bench/floor.c, bench/floor-redis.c) and the service in alternation, then
 # the sweeps (BENCH_SWEEPS: pool sizes 1 to 8, and 100,000 to 10,000,000
 # orders, a stack each), stops everything and prints its tables
-# (bench/run-bench.sh; TSV and PNG in bench/out/). After each service round
-# a round of the tutorial's own Python app (bench/tutorial/app.py), and a
-# table "service vs the tutorial app" (BENCH_TUTORIAL=0: without; its
-# packages come with deps --bench). About 23 minutes; BENCH_SWEEPS= make
-# bench: the main table alone, 11. It prints, it asserts nothing about
-# speed.
+# (bench/run-bench.sh; TSV and PNG in bench/out/). Then the service and
+# the tutorial's own Python app (bench/tutorial/app.py) back to back, case
+# by case, and a table "service vs the tutorial app" (BENCH_TUTORIAL=0:
+# without; its packages come with deps --bench). About 27 minutes;
+# BENCH_SWEEPS= make bench: the main table alone, 14. It prints, it
+# asserts nothing about speed.
 .PHONY: bench bench-build
 bench-build: $(BUILD)/floor $(BUILD)/floor-redis $(BUILD)/rss-libpq
 

@@ -87,10 +87,10 @@
 # answers, socket errors; the tutorial app's timeouts are only reported:
 # they are its slowness, not a fault of the run) or a stack failed.
 #
-# At the defaults on the 2-core development machine, about 23 minutes: 11
-# for the main table (of which some 3 for the tutorial rounds), 7 for the
-# workers sweep, 4 for the rows sweep (of which some 2 to load 10,000,000
-# orders).
+# At the defaults on the 2-core development machine, about 27 minutes: 14
+# for the main table (of which some 5 for the service and the tutorial app
+# back to back), 7 for the workers sweep, 5 for the rows sweep (of which
+# some 3 to load 10,000,000 orders).
 #
 # Settings (environment):
 #   BENCH_ROWS (1000000)  orders loaded (ORDERS_ROWS of deploy.sh)
