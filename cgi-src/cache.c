@@ -11,7 +11,11 @@
  * snapshot, so its invalidation comes after the reader read the generation:
  * either it runs before the fill (the generation moved: the fill stores
  * nothing) or after it (it deletes what the fill stored). Both scripts are
- * atomic in Redis, so there is no third order. Generations have no ttl and
+ * atomic in Redis, so there is no third order. (An invalidation that has
+ * more than a step's worth of index members to delete goes on in further
+ * steps, members only, until the index is empty, and the write is not
+ * answered before: Redis answers others in between, and an entry not yet
+ * deleted is served only as it is between a commit and its invalidation.) Generations have no ttl and
  * the eviction policy is volatile-*, so they are never evicted; a Redis
  * restart empties the cache and resets them, which only makes fills refuse.
  *

@@ -79,6 +79,10 @@
 #define OPEN_MAX_MS		2000	/* doubling up to this */
 #define JITTER_PCT		25
 #define MAX_SCRIPT_ITEMS	16
+/* Index members one invalidation step deletes: some 2 ms of Redis time,
+   during which it answers nobody else. */
+#define INVALIDATE_STEP		1000
+#define INVALIDATE_STEPS_MAX	10000	/* 10 million members, some 30 s */
 
 
 #define FLUSH_BATCH		"1000"	/* SCAN's COUNT per flush step */
@@ -151,25 +155,31 @@ static const struct {
 	    "end\n"
 	    "return 0\n" },
 	/*
-	 * KEYS: ARGV[1] plain keys, ARGV[2] indexes, then generations.
-	 * Moves every generation first, so no fill that loaded before this
-	 * can store afterwards, then deletes the keys and every member of the
-	 * indexes.
+	 * KEYS: ARGV[1] plain keys, ARGV[2] indexes, then generations; ARGV[3]:
+	 * the most index members to delete. Moves every generation first, so
+	 * no fill that loaded before this can store afterwards, then deletes
+	 * the keys and up to that many members of the indexes (each member's
+	 * entry, and the member). {deleted, 1 if an index may hold more}:
+	 * kv_invalidate calls it again, without keys or generations, until
+	 * none does, so that Redis answers others between the steps of a
+	 * write that made many counts stale.
 	 */
 	[SCRIPT_INVALIDATE] = { "invalidate",
 	    "local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+	    "local step = tonumber(ARGV[3])\n"
 	    "for i = n + m + 1, #KEYS do redis.call('INCR', KEYS[i]) end\n"
-	    "local deleted = 0\n"
+	    "local deleted, more = 0, 0\n"
 	    "for i = 1, n do deleted = deleted + redis.call('DEL', KEYS[i]) end\n"
 	    "for i = n + 1, n + m do\n"
-	    "  local members = redis.call('SMEMBERS', KEYS[i])\n"
+	    "  local members = redis.call('SRANDMEMBER', KEYS[i], step)\n"
 	    "  for j = 1, #members, 500 do\n"
-	    "    deleted = deleted + redis.call('DEL',\n"
-	    "      unpack(members, j, math.min(j + 499, #members)))\n"
+	    "    local k = math.min(j + 499, #members)\n"
+	    "    deleted = deleted + redis.call('DEL', unpack(members, j, k))\n"
+	    "    redis.call('SREM', KEYS[i], unpack(members, j, k))\n"
 	    "  end\n"
-	    "  redis.call('DEL', KEYS[i])\n"
+	    "  if #members >= step then more = 1 end\n"
 	    "end\n"
-	    "return deleted\n" },
+	    "return {deleted, more}\n" },
 	/*
 	 * One step of the guard's flush. KEYS: the guard. ARGV: SCAN cursor,
 	 * pattern, count, the master's replication id. Deletes the keys of
@@ -1379,13 +1389,13 @@ kv_invalidate(struct kv *kv, const char *const *keys, int nkeys,
     int ngens)
 {
 	const char *items[MAX_SCRIPT_ITEMS];
-	char nplain[16], nidx[16];
+	char nplain[16], nidx[16], step[16];
 	enum kv_status st;
 	redisReply *r;
-	int n = 0, i;
+	int n = 0, i, more, steps = 1;
 
 	if (nkeys < 0 || nindexes < 0 || ngens < 0 ||
-	    nkeys + nindexes + ngens + 2 > MAX_SCRIPT_ITEMS)
+	    nkeys + nindexes + ngens + 3 > MAX_SCRIPT_ITEMS)
 		return KV_DOWN;
 	for (i = 0; i < nkeys; i++)
 		items[n++] = keys[i];
@@ -1395,16 +1405,42 @@ kv_invalidate(struct kv *kv, const char *const *keys, int nkeys,
 		items[n++] = gens[i];
 	snprintf(nplain, sizeof(nplain), "%d", nkeys);
 	snprintf(nidx, sizeof(nidx), "%d", nindexes);
+	snprintf(step, sizeof(step), "%d", INVALIDATE_STEP);
 	items[n++] = nplain;
 	items[n++] = nidx;
+	items[n++] = step;
 	/*
 	 * Whatever the breaker says (see the top of this file): an entry that
-	 * other workers go on serving stale is worse than a slower write. One
-	 * operation, so one timeout at most.
+	 * other workers go on serving stale is worse than a slower write.
+	 * Each step is an operation of its own, with its own timeout; the
+	 * steps after the first delete index members only, fills made since
+	 * the first among them (a miss each, no harm), until an index is
+	 * empty: a worker that dies in between left its write in flight, and
+	 * whoever settles it invalidates again.
 	 */
-	st = kv_eval(kv, SCRIPT_INVALIDATE, 1, n - 2, 2, items, NULL, &r);
-	if (st == KV_OK)
+	st = kv_eval(kv, SCRIPT_INVALIDATE, 1, n - 3, 3, items, NULL, &r);
+	while (st == KV_OK) {
+		more = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+		    r->element[1]->type == REDIS_REPLY_INTEGER &&
+		    r->element[1]->integer == 1;
 		freeReplyObject(r);
+		if (!more || nindexes == 0)
+			break;
+		if (++steps > INVALIDATE_STEPS_MAX) {
+			log_warn("redis: an invalidation still had index members "
+			    "to delete after %d steps; counted as failed",
+			    INVALIDATE_STEPS_MAX);
+			return KV_DOWN;
+		}
+		n = 0;
+		for (i = 0; i < nindexes; i++)
+			items[n++] = indexes[i];
+		items[n++] = "0";
+		items[n++] = nidx;
+		items[n++] = step;
+		st = kv_eval(kv, SCRIPT_INVALIDATE, 1, nindexes, 3, items,
+		    NULL, &r);
+	}
 	return st;
 }
 
