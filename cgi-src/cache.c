@@ -15,9 +15,10 @@
  * more than a step's worth of index members to delete goes on in further
  * steps, members only, until the index is empty, and the write is not
  * answered before: Redis answers others in between, and an entry not yet
- * deleted is served only as it is between a commit and its invalidation.) Generations have no ttl and
- * the eviction policy is volatile-*, so they are never evicted; a Redis
- * restart empties the cache and resets them, which only makes fills refuse.
+ * deleted is served only as it is between a commit and its invalidation.)
+ * Generations have no ttl and the eviction policy is volatile-*, so they
+ * are never evicted; a Redis restart empties the cache and resets them,
+ * which only makes fills refuse.
  *
  * Single flight. The lease script also takes a short lock for the key
  * (SET NX PX) for the first reader; the others see it held and poll the
