@@ -713,6 +713,21 @@ db_delete_order(struct db *db, int32_t orderid)
 	return st;
 }
 
+/* A statement run for its effect alone: DB_OK, or why not. */
+static enum db_status
+db_run(struct db *db, const char *sql, int nparams,
+    const char *const *params)
+{
+	PGresult *res;
+	enum db_status st;
+
+	st = db_exec(db, EXEC_READ, sql, nparams, params, PGRES_TUPLES_OK,
+	    &res);
+	if (st == DB_OK)
+		PQclear(res);
+	return st;
+}
+
 /*
  * The session's statement_timeout, for what follows (group.c: a batch
  * whose oldest order has waited gets what is left of that order's). Not
@@ -723,18 +738,12 @@ db_statement_timeout(struct db *db, int ms)
 {
 	char setting[32];
 	const char *param[1] = { setting };
-	PGresult *res;
-	enum db_status st;
 
 	if (db->pooled)
 		return DB_OK;
 	snprintf(setting, sizeof(setting), "%d", ms > 0 ? ms : 1);
-	st = db_exec(db, EXEC_READ,
-	    "SELECT set_config('statement_timeout', $1, false)", 1, param,
-	    PGRES_TUPLES_OK, &res);
-	if (st == DB_OK)
-		PQclear(res);
-	return st;
+	return db_run(db, "SELECT set_config('statement_timeout', $1, false)",
+	    1, param);
 }
 
 int
@@ -747,23 +756,11 @@ db_write_unknown(const struct db *db)
 enum db_status
 db_announce(struct db *db, const char *payload)
 {
-	PGresult *res;
-	enum db_status st;
-
-	st = db_exec(db, EXEC_READ, SQL_ANNOUNCE, 1, &payload,
-	    PGRES_TUPLES_OK, &res);
-	if (st == DB_OK)
-		PQclear(res);
-	return st;
+	return db_run(db, SQL_ANNOUNCE, 1, &payload);
 }
 
 enum db_status
 db_ping(struct db *db)
 {
-	PGresult *res;
-	enum db_status st;
-
-	st = db_exec(db, EXEC_READ, "SELECT 1", 0, NULL, PGRES_TUPLES_OK, &res);
-	PQclear(res);
-	return st;
+	return db_run(db, "SELECT 1", 0, NULL);
 }
