@@ -114,14 +114,18 @@ deps:
 .PHONY: bench bench-build
 bench-build: $(BUILD)/floor $(BUILD)/floor-redis $(BUILD)/rss-libpq
 
-$(BUILD)/floor: bench/floor.c | $(BUILD)/obj
-	$(CC) $(CFLAGS) -o $@ $< -lfcgi
+# The floors serve through the worker's own loop (serve.c), as they must
+# behind the same nginx configuration.
+FLOOR_OBJ = $(BUILD)/obj/serve.o $(BUILD)/obj/log.o
+
+$(BUILD)/floor: bench/floor.c $(FLOOR_OBJ) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -Icgi-src -o $@ $< $(FLOOR_OBJ) -lfcgi
 
 $(BUILD)/rss-libpq: bench/rss-libpq.c | $(BUILD)/obj
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql) -o $@ $< $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
 
-$(BUILD)/floor-redis: bench/floor-redis.c | $(BUILD)/obj
-	$(CC) $(CFLAGS) -o $@ $< -lfcgi $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
+$(BUILD)/floor-redis: bench/floor-redis.c $(FLOOR_OBJ) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -Icgi-src -o $@ $< $(FLOOR_OBJ) -lfcgi $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
 
 BENCH_DEPS = $(if $(filter 0,$(BENCH_TUTORIAL)),--test,--bench)
 bench: all bench-build

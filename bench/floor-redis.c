@@ -28,15 +28,19 @@
 #include <fcgiapp.h>
 #include <hiredis/hiredis.h>
 
+#include "serve.h"
+
 static char host[256], user[128], password[256];
 static int port = 6379, db;
 static char key[256];
 static redisContext *redis;
+static volatile sig_atomic_t stopping;
 
 static void
 on_term(int sig)
 {
 	(void)sig;
+	stopping = 1;
 	FCGX_ShutdownPending();
 }
 
@@ -152,12 +156,13 @@ answer(FCGX_Request *req, const char *status, const char *body, size_t len)
 }
 
 static void
-serve(FCGX_Request *req)
+serve(void *arg, FCGX_Request *req)
 {
 	static const char down[] = "{\"error\":\"redis\"}";
 	static const char none[] = "{\"error\":\"no value\"}";
 	redisReply *r = NULL;
 
+	(void)arg;
 	if (redis != NULL || redis_connect() == 0) {
 		r = redisCommand(redis, "GET %s", key);
 		if (r == NULL && redis_connect() == 0)	/* lost: once more */
@@ -180,9 +185,10 @@ serve(FCGX_Request *req)
 int
 main(void)
 {
-	FCGX_Request req;
+	/* The service's own loop (cgi-src/serve.c): connections kept between
+	   requests, closed at once when not (not a floor else). */
+	struct serve srv = { 0, serve, NULL, &stopping, 1, 10000 };
 	const char *url = getenv("REDIS_URL"), *prefix = getenv("CACHE_PREFIX");
-	int rc;
 
 	if (url == NULL || parse_url(url) == -1) {
 		fprintf(stderr, "floor-redis: REDIS_URL must be "
@@ -190,25 +196,16 @@ main(void)
 		return 1;
 	}
 	snprintf(key, sizeof(key), "%sbench:floor", prefix ? prefix : "orders:");
-	if (FCGX_Init() != 0 || install_handler() == -1 ||
-	    FCGX_InitRequest(&req, 0, 0) != 0) {
+	if (FCGX_Init() != 0 || install_handler() == -1) {
 		fprintf(stderr, "floor-redis: cannot set up FastCGI\n");
 		return 1;
 	}
 	(void)redis_connect();	/* a failure is retried per request */
 	fprintf(stderr, "floor-redis: pid %ld ready (key %s)\n",
 	    (long)getpid(), key);
-	while ((rc = FCGX_Accept_r(&req)) >= 0) {
-		serve(&req);
-		/* Closed at once, as the worker closes a Unix socket's (see
-		 * listens_on_unix_socket in cgi-src/main.c): not a floor else. */
-		req.detached = 1;
-		FCGX_Finish_r(&req);
-	}
-	FCGX_Free(&req, 1);
+	(void)serve_loop(&srv);
 	if (redis != NULL)
 		redisFree(redis);
-	fprintf(stderr, "floor-redis: pid %ld stopping (accept returned %d)\n",
-	    (long)getpid(), rc);
+	fprintf(stderr, "floor-redis: pid %ld stopping\n", (long)getpid());
 	return 0;
 }

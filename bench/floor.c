@@ -7,7 +7,7 @@
  * also what deploy.sh is tested with before the real worker exists
  * (WORKER_BIN=$PWD/build/floor ./deploy.sh).
  *
- * Build: gcc -O2 -Wall -o build/floor bench/floor.c -lfcgi
+ * Build: make bench-build (build/floor, with cgi-src/serve.c and log.c)
  *
  * Like the real worker it expects the listening socket on fd 0 (spawn-fcgi
  * puts it there) and ends cleanly on SIGTERM (and SIGUSR1, multiwatch's
@@ -20,6 +20,10 @@
 #include <unistd.h>
 
 #include <fcgiapp.h>
+
+#include "serve.h"
+
+static volatile sig_atomic_t stopping;
 
 static const char response[] =
 	"Status: 200 OK\r\n"
@@ -38,6 +42,7 @@ static void
 on_term(int sig)
 {
 	(void)sig;
+	stopping = 1;
 	FCGX_ShutdownPending();
 }
 
@@ -61,11 +66,21 @@ install_handler(void)
 	return sigaction(SIGINT, &sa, NULL);
 }
 
+/* A client that went away makes this fail; nothing to do but go on. */
+static void
+serve(void *arg, FCGX_Request *req)
+{
+	(void)arg;
+	(void)FCGX_PutStr(response, (int)sizeof(response) - 1, req->out);
+}
+
 int
 main(void)
 {
-	FCGX_Request req;
-	int rc;
+	/* fd 0 is the listening socket handed over by spawn-fcgi. The
+	   service's own loop (cgi-src/serve.c): connections kept between
+	   requests, closed at once when not (not a floor else). */
+	struct serve srv = { 0, serve, NULL, &stopping, 1, 10000 };
 
 	if (FCGX_Init() != 0) {
 		fprintf(stderr, "floor: FCGX_Init failed\n");
@@ -75,24 +90,8 @@ main(void)
 		perror("floor: sigaction");
 		return 1;
 	}
-	/* fd 0 is the listening socket handed over by spawn-fcgi. */
-	if (FCGX_InitRequest(&req, 0, 0) != 0) {
-		fprintf(stderr, "floor: FCGX_InitRequest failed\n");
-		return 1;
-	}
-
 	fprintf(stderr, "floor: pid %ld ready\n", (long)getpid());
-	while ((rc = FCGX_Accept_r(&req)) >= 0) {
-		/* A client that went away makes this fail; nothing to do but go on. */
-		(void)FCGX_PutStr(response, (int)sizeof(response) - 1, req.out);
-		/* Closed at once, as the worker closes a Unix socket's (see
-		 * listens_on_unix_socket in cgi-src/main.c): not a floor else. */
-		req.detached = 1;
-		FCGX_Finish_r(&req);
-	}
-
-	FCGX_Free(&req, 1);
-	fprintf(stderr, "floor: pid %ld stopping (accept returned %d)\n",
-	    (long)getpid(), rc);
+	(void)serve_loop(&srv);
+	fprintf(stderr, "floor: pid %ld stopping\n", (long)getpid());
 	return 0;
 }

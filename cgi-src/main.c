@@ -1,9 +1,9 @@
 /*
  * orders-worker: one FastCGI worker process of the pool. spawn-fcgi hands
  * it the listening socket as fd 0 and multiwatch keeps WORKERS of them
- * alive. Each accepts one request at a time, with the explicit
- * FCGX_Accept_r / FCGX_Finish_r loop; SIGTERM (or SIGUSR1) lets the request
- * in hand finish, then the loop ends.
+ * alive. Each serves one request at a time, from any of the connections
+ * nginx keeps to it (serve.c); SIGTERM (or SIGUSR1) lets the request in
+ * hand finish, then those connections, until nginx closes them.
  *
  *   orders-worker           serve
  *   orders-worker --check   validate the configuration and exit
@@ -22,7 +22,10 @@
 #include "handlers.h"
 #include "log.h"
 #include "metrics.h"
+#include "serve.h"
 
+/* A retired pool has this long to finish: deploy.sh gives it 15 s. */
+#define DRAIN_MS	10000
 #define MAX_ORPHANS	METRICS_SLOTS	/* one write per dead worker's slot */
 
 static volatile sig_atomic_t stopping;
@@ -89,15 +92,21 @@ settle_orphans(struct app *app, const int32_t *orphans, int n)
 	}
 }
 
+static void
+handle(void *arg, FCGX_Request *req)
+{
+	app_handle(arg, req);
+}
+
 int
 main(int argc, char **argv)
 {
 	static struct config cfg;
 	static struct app app;
-	FCGX_Request req;
+	struct serve srv;
 	char err[256];
 	int32_t orphans[MAX_ORPHANS];
-	int norphans, quick_close;
+	int norphans;
 
 	if (argc > 1 && strcmp(argv[1], "--metrics-layout") == 0) {
 		printf("%s\n", metrics_layout());
@@ -115,7 +124,7 @@ main(int argc, char **argv)
 	install_signals();
 	/* logged; not fatal */
 	(void)metrics_init(cfg.metrics_file, orphans, MAX_ORPHANS, &norphans);
-	if (FCGX_Init() != 0 || FCGX_InitRequest(&req, 0, 0) != 0 ||
+	if (FCGX_Init() != 0 ||
 	    app_init(&app, &cfg) == -1) {
 		log_error("cannot start");
 		return 1;
@@ -126,15 +135,14 @@ main(int argc, char **argv)
 	(void)db_ping(app.db);
 	(void)kv_ping(app.kv);
 	settle_orphans(&app, orphans, norphans);
-	quick_close = listens_on_unix_socket();
-	while (!stopping && FCGX_Accept_r(&req) >= 0) {
-		app_handle(&app, &req);
-		if (quick_close)
-			req.detached = 1;
-		FCGX_Finish_r(&req);
-	}
+	srv.listen_fd = FCGI_LISTENSOCK_FILENO;
+	srv.handle = handle;
+	srv.arg = &app;
+	srv.stopping = &stopping;
+	srv.quick_close = listens_on_unix_socket();
+	srv.drain_ms = DRAIN_MS;
+	(void)serve_loop(&srv);
 	log_info("stopping");
-	FCGX_Free(&req, 1);
 	app_free(&app);
 	return 0;
 }
