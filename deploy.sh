@@ -1402,6 +1402,10 @@ nginx_cmd() { nginx -p "$NGINX_DIR/" -c "$NGINX_CONF" -e "$LOG_DIR/nginx-error.l
 
 # nginx_upstream SOCK: the upstream block of nginx/orders.conf.in, on one
 # line: the local pool's socket SOCK, or on an edge the worker hosts.
+# nginx keeps up to 32 idle connections to the local pool and closes each
+# after 100 requests or 2 idle seconds: so a retired pool, which serves
+# the connections it holds until nginx closes them, is done within moments
+# (cgi-src/serve.c).
 nginx_upstream() {
 	local h line='upstream orders_pool {'
 	if [[ $ROLE == edge ]]; then
@@ -1410,7 +1414,8 @@ nginx_upstream() {
 			line+=" server $h max_fails=$UPSTREAM_MAX_FAILS fail_timeout=${UPSTREAM_FAIL_TIMEOUT}s;"
 		done
 	else
-		line+=" server unix:$1;"
+		line+=" server unix:$1; keepalive 32; keepalive_requests 100;"
+		line+=" keepalive_timeout 2s;"
 	fi
 	printf '%s }' "$line"
 }
@@ -1424,14 +1429,16 @@ limit_exempt_lines() {
 
 # nginx_conf_text SOCK: the template, filled in.
 nginx_conf_text() {
-	local user_line=''
+	local user_line='' keep_conn='fastcgi_keep_conn on;'
 	(( IS_ROOT )) && user_line='user www-data;'
+	[[ $ROLE == edge ]] && keep_conn=''
 	sed -e "s|@LISTEN@|$LISTEN_ADDR:$PORT|g" \
 		-e "s|@UPSTREAM@|$(nginx_upstream "$1")|g" \
 		-e "s|@RUN_DIR@|$RUN_DIR|g" \
 		-e "s|@LOG_DIR@|$LOG_DIR|g" \
 		-e "s|@USER_LINE@|$user_line|g" \
 		-e "s|@LIMIT_EXEMPT@|$(limit_exempt_lines)|g" \
+		-e "s|@KEEP_CONN@|$keep_conn|g" \
 		-e "s|@PID@|$NGINX_PID|g" \
 		"$REPO/nginx/orders.conf.in"
 }

@@ -4,6 +4,10 @@
 
 load helpers
 
+# Each test starts with no connection kept from the one before: its
+# POSTs must reach the workers that are free (helpers.bash).
+setup() { no_kept_conns; }
+
 # posts_at_once DIR N PAR BODY_CMD: N POSTs from one curl, PAR at a time
 # (each process a test forks would space them out), the i-th with the body
 # that `BODY_CMD i` prints; DIR/i.code and DIR/i.json.

@@ -406,7 +406,17 @@ pair_ready() {
   [[ -z $bad ]] || flunk "bad answers after the failover: $bad" "$(sn_logs)"
   echo "# SENTINEL FAILOVER: $n reads until the old master was demoted, then 6 HITs in a row after $took s; answers: $tally" >&3
   names_master "$SN_R" || flunk "the sentinels do not name $SN_R as the master" "$(sn_logs)"
-  # both workers left the old master for the new one
+  # both workers left the old master for the new one, once each has had a
+  # read. One after another, reads all go down the one connection nginx
+  # keeps, to one worker: so one read waits on a lease taken by hand (for
+  # up to CACHE_WAIT_MS) while three more go to the other worker.
+  c2=$(fresh_c)
+  sn_rcli "$SN_R" SET "orders:lock:count:customerid=$c2" by-hand PX 3000 >/dev/null
+  curl -s -o /dev/null --max-time 10 "http://127.0.0.1:$SN_HTTP/orders/count?customerid=$c2" &
+  held=$!
+  sleep 0.3
+  for i in 1 2 3; do sget "/orders/count?customerid=$c"; done
+  wait "$held" || true
   moved=$(workers_log | tail -n +"$log_from" | grep -c "redis: connected to master $SN_NAME at 127.0.0.1:$SN_R\"")
   ((moved >= 2)) || flunk "$moved workers logged connecting to the new master $SN_R (want 2)" "$(workers_log | tail -n +"$log_from" | grep redis)"
   SN_M=$SN_R SN_R=$old_m

@@ -123,13 +123,18 @@ stop_redis() {
   stop_redis
   timed_reads "$STOP_SECONDS" || return 1
   ((${tally[BYPASS]:-0} > 0)) || flunk "no read was BYPASS while Redis was stopped: $(tally_str)"
-  # Each worker that met the hang says so once, within about a second.
+  # Each worker that met the hang says so once, within about a second of
+  # meeting it (its first Redis complaint). The reads come one at a time,
+  # down the connection nginx keeps, so one worker meets it first and the
+  # others only when a read happens to go to them.
   opens=$(first_times 'redis: circuit open')
   [[ -n $opens ]] || flunk "no worker logged 'circuit open' while Redis was stopped" "$(log_since | tail -n 20)"
+  met=$(first_times 'redis: ')
   first=$(awk 'NR == 1 || $2 < m { m = $2 } END { print m }' <<<"$opens")
-  last=$(awk '$2 > m { m = $2 } END { print m }' <<<"$opens")
   ((first <= 1000)) || flunk "the first 'circuit open' came $first ms after the STOP (want <= 1 s)" "$opens"
-  ((last <= 1500)) || flunk "a worker's 'circuit open' came $last ms after the STOP (want <= 1.5 s)" "$opens"
+  slowest=$(awk 'NR == FNR { met[$1] = $2; next } { d = $2 - met[$1]; if (d > m) m = d } END { print m + 0 }' \
+    <(printf '%s\n' "$met") <(printf '%s\n' "$opens"))
+  ((slowest <= 1000)) || flunk "a worker's 'circuit open' came $slowest ms after its first Redis complaint (want <= 1 s)" "$opens" "$met"
   # /healthz keeps its contract while the breaker is open: degraded, fast.
   req GET /healthz
   assert_status 200

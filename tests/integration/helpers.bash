@@ -286,6 +286,24 @@ wait_for() {
   "$@"
 }
 
+# pool_conns: how many connections from nginx the pool holds now (ss names
+# the pool's end of each by the socket it was accepted on).
+pool_conns() {
+  local sock
+  sock=$(readlink -f "$(head -1 "$STATE_DIR/run.path")/fcgi.sock") || return 1
+  ss -xnH state established | awk -v s="$sock" '$4 == s' | wc -l
+}
+
+# no_kept_conns: wait (3 s at most: nginx closes an idle one after 2) until
+# nginx holds no connection to the pool, so that the next requests go to
+# whichever worker is free, not down a connection an earlier test left to
+# a worker this test is about to keep busy.
+no_kept_conns() {
+  command -v ss >/dev/null || return 0
+  none() { [[ $(pool_conns) == 0 ]]; }
+  wait_for 3 none
+}
+
 # ---------------------------------------------------------------- assertions
 
 flunk() {
