@@ -31,7 +31,7 @@
 #
 # Configuration, from the environment (API.md):
 #   DATABASE_URL  REDIS_URL   default: the local servers this script starts
-#   CACHE_TTL (60)  CACHE_PREFIX (orders:)  WORKERS (4)  PORT (8080)
+#   CACHE_TTL (60)  CACHE_PREFIX (orders:)  WORKERS (6)  PORT (8080)
 #   STATE_DIR (./var, relative to this script's directory)
 #   ORDERS_ROWS (12000)   rows generated on first deploy
 #   WORKER_BIN            the FastCGI program (default build/orders-worker)
@@ -1572,7 +1572,7 @@ resolve_settings() {
 	CACHE_TTL=${CACHE_TTL:-${F_CACHE_TTL:-60}}
 	CACHE_PREFIX=${CACHE_PREFIX:-${F_CACHE_PREFIX:-orders:}}
 	ORDERS_ROWS=${ORDERS_ROWS:-12000}
-	WORKERS=${WORKERS:-$(read_file "$STATE_DIR/workers" 4)}
+	WORKERS=${WORKERS:-$(read_file "$STATE_DIR/workers" 6)}
 	WORKER_BIN=${WORKER_BIN:-$REPO/build/orders-worker}
 	[[ $WORKER_BIN == /* ]] || WORKER_BIN=$REPO/$WORKER_BIN
 	INVALIDATOR_BIN=${INVALIDATOR_BIN:-$REPO/build/orders-invalidator}

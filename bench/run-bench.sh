@@ -99,7 +99,7 @@
 #   BENCH_WARMUP (2)      seconds of warm-up after each switch of the pool
 #   BENCH_ACCT_SECONDS (3) per Postgres accounting window
 #   BENCH_SETTLE (11)     seconds of quiet before each Postgres count
-#   WORKERS (4)           the pool's size, floors and service alike (not in
+#   WORKERS (6)           the pool's size, floors and service alike (not in
 #                         the workers sweep)
 #   BENCH_CONNS ("8 64")  connection counts
 #   BENCH_MAIN (1)        0: no main table and no accounting, only sweeps
@@ -114,7 +114,7 @@
 #   BENCH_DUELS (3)       rounds of the hits' duel (below); 0 for none
 #   BENCH_DUEL_SECONDS (5)  per measured case of the duel
 #   BENCH_SWEEPS ("workers rows")  the sweeps to run; "" for none
-#   BENCH_SWEEP_WORKERS ("1 2 4 8")  pool sizes of the workers sweep
+#   BENCH_SWEEP_WORKERS ("1 2 4 6 8")  pool sizes of the workers sweep
 #   BENCH_SWEEP_ROWS ("100000 1000000 10000000")  orders of the rows sweep
 #   BENCH_SWEEP_SECONDS (4)  per measured case of the sweeps
 
@@ -129,7 +129,7 @@ SECS=${BENCH_SECONDS:-8}
 REPS=${BENCH_REPS:-2}
 WARMUP=${BENCH_WARMUP:-2}
 ACCT_SECS=${BENCH_ACCT_SECONDS:-3}
-NWORKERS=${WORKERS:-4}
+NWORKERS=${WORKERS:-6}
 CONNS=${BENCH_CONNS:-8 64}
 OUT=$REPO/bench/out
 SETTLE=${BENCH_SETTLE:-11} # pg_stat: 10 s idle flush interval, plus one
@@ -137,7 +137,7 @@ MAIN=${BENCH_MAIN:-1}
 TUTORIAL=${BENCH_TUTORIAL:-1}
 TUTORIAL_PY=/usr/bin/python3 # Debian's, with python3-fastapi and the rest (deploy.sh deps --bench)
 SWEEPS=${BENCH_SWEEPS-workers rows}
-SWEEP_WORKERS=${BENCH_SWEEP_WORKERS:-1 2 4 8}
+SWEEP_WORKERS=${BENCH_SWEEP_WORKERS:-1 2 4 6 8}
 SWEEP_ROWS=${BENCH_SWEEP_ROWS:-100000 1000000 10000000}
 SWEEP_SECS=${BENCH_SWEEP_SECONDS:-4}
 DUELS=${BENCH_DUELS:-3}
