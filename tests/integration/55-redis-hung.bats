@@ -35,17 +35,25 @@ teardown() {
   fi
 }
 
-# redis_in_use: 2 x WORKERS reads in a row answered with Redis (not
-# BYPASS), so every worker's breaker is very likely closed. seen: what
-# the reads said.
+# redis_in_use: 2 x WORKERS reads at once (par_get) answered with Redis
+# (not BYPASS), so every worker's breaker is very likely closed. seen:
+# what the reads said (STATUS/X-CACHE each).
 redis_in_use() {
-  local i
-  seen=''
-  for ((i = 0; i < 2 * WORKERS; i++)); do
-    req GET "$path"
-    seen+="$(header X-Cache) "
-    [[ $status_code == 200 && $(header X-Cache) =~ ^(HIT|MISS)$ ]] || return 1
-  done
+  par_get "$path" $((2 * WORKERS))
+  seen=$par_seen
+  [[ -n $seen ]] && ! tr ' ' '\n' <<<"$seen" | grep -qvE '^(200/(HIT|MISS))?$'
+}
+
+# all_closed: reads (redis_in_use) until every worker of $opens has
+# logged 'circuit closed': a worker closes its circuit on its next call
+# to Redis, so each must have had a read.
+all_closed() {
+  local pid
+  redis_in_use || return 1
+  closes=$(first_times 'redis: circuit closed')
+  while read -r pid _; do
+    grep -q "^$pid " <<<"$closes" || return 1
+  done <<<"$opens"
 }
 
 now_us() { local t=${EPOCHREALTIME/./}; echo $((10#$t)); }
@@ -148,7 +156,7 @@ stop_redis() {
   wait_for 12 redis_in_use || flunk "reads still BYPASS 12 s after SIGCONT: $seen"
   back_ms=$((($(now_us) - cont_us) / 1000))
   # Every worker that opened its circuit closed it again, and said so.
-  closes=$(first_times 'redis: circuit closed')
+  wait_for 10 all_closed || true
   while read -r pid _; do
     grep -q "^$pid " <<<"$closes" || flunk "worker $pid opened its circuit and never logged 'circuit closed'" "$(log_since | grep "worker=$pid" | tail -n 15)"
   done <<<"$opens"

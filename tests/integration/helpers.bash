@@ -294,6 +294,18 @@ pool_conns() {
   ss -xnH state established | awk -v s="$sock" '$4 == s' | wc -l
 }
 
+# par_get PATH N: N GETs of PATH at once (one curl, --parallel), so that
+# they reach every worker: one after another they would all go down the
+# connection nginx keeps, to one worker. Sets par_seen: STATUS/X-CACHE of
+# each, space-separated.
+par_get() {
+  local i
+  local -a args=()
+  for ((i = 0; i < $2; i++)); do args+=(-o /dev/null "$BASE$1"); done
+  par_seen=$(curl -s --parallel --parallel-immediate --max-time 10 \
+    -w '%{http_code}/%header{x-cache} ' "${args[@]}")
+}
+
 # no_kept_conns: wait (3 s at most: nginx closes an idle one after 2) until
 # nginx holds no connection to the pool, so that the next requests go to
 # whichever worker is free, not down a connection an earlier test left to
