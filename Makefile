@@ -67,7 +67,7 @@ check: $(UNIT)
 
 # Everything: installs what is missing (as root) or says what to install,
 # then the unit tests, the integration suite on real servers (against this
-# build, then against the sanitizer build) and a short fuzz run (30 s per
+# build, then against the sanitizer build) and a short fuzz run (20 s per
 # target, unless FUZZ_SECONDS says otherwise).
 test:
 	@./deploy.sh deps --check --test >/dev/null 2>&1 || ./deploy.sh deps --test

@@ -3,7 +3,7 @@
 # integration suite against real nginx, Postgres and Redis, the same suite
 # against the sanitizer build (build/asan/: its lines read "ok N asan: ..."),
 # the several-machine test (tests/cluster/, as root: network namespaces),
-# then each fuzz target of build/fuzz/ for FUZZ_SECONDS (30 here). Ends
+# then each fuzz target of build/fuzz/ for FUZZ_SECONDS (20 here). Ends
 # with one line for CI: "N passed, N failed".
 set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -22,7 +22,7 @@ if (($(id -u) == 0)) && command -v ip >/dev/null; then
 else
 	echo "ok - cluster # SKIP needs root and ip (network namespaces): make test-cluster as root" | tee -a "$out"
 fi
-export FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+export FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 echo "# fuzzing, $FUZZ_SECONDS s per target"
 fuzz=()
 for f in "$REPO"/build/fuzz/fuzz_*; do
