@@ -39,26 +39,12 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define MAX_CONNS	256	/* connections one process holds; past this
 				   it stops accepting until one closes */
-
-struct conn {
-	FCGX_Request	req;
-};
-
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
-}
 
 /*
  * One request off c: the next on its connection, which poll found
@@ -69,26 +55,26 @@ now_ms(void)
  * (a new c) another process took the connection first.
  */
 static int
-serve_one(struct serve *s, struct conn *c)
+serve_one(struct serve *s, FCGX_Request *c)
 {
 	char rest[4096];
 
 	/* a close on a Unix socket is at once (main.c); libfcgi clears it */
-	c->req.detached = s->quick_close;
-	if (FCGX_Accept_r(&c->req) < 0) {
-		FCGX_Free(&c->req, 1);
+	c->detached = s->quick_close;
+	if (FCGX_Accept_r(c) < 0) {
+		FCGX_Free(c, 1);
 		return -1;
 	}
-	s->handle(s->arg, &c->req);
+	s->handle(s->arg, c);
 	/* What the handler left of the body (a 405 reads none, say) would
 	   come before the next request on a kept connection, which libfcgi
 	   takes for a protocol error and closes. */
-	if (c->req.keepConnection)
-		while (FCGX_GetStr(rest, sizeof(rest), c->req.in) > 0)
+	if (c->keepConnection)
+		while (FCGX_GetStr(rest, sizeof(rest), c->in) > 0)
 			continue;
-	c->req.detached = s->quick_close;
-	FCGX_Finish_r(&c->req);
-	return c->req.ipcFd < 0 ? -1 : 0;
+	c->detached = s->quick_close;
+	FCGX_Finish_r(c);
+	return c->ipcFd < 0 ? -1 : 0;
 }
 
 /*
@@ -97,13 +83,13 @@ serve_one(struct serve *s, struct conn *c)
  * requests behind each other while its siblings idle.
  */
 static void
-accept_one(struct serve *s, struct conn **conns, int *nconns)
+accept_one(struct serve *s, FCGX_Request **conns, int *nconns)
 {
-	struct conn *c;
+	FCGX_Request *c;
 
 	if ((c = malloc(sizeof(*c))) == NULL)
 		return;
-	FCGX_InitRequest(&c->req, s->listen_fd, 0);
+	FCGX_InitRequest(c, s->listen_fd, 0);
 	if (serve_one(s, c) == 0)
 		conns[(*nconns)++] = c;
 	else
@@ -113,7 +99,7 @@ accept_one(struct serve *s, struct conn **conns, int *nconns)
 int
 serve_loop(struct serve *s)
 {
-	static struct conn *conns[MAX_CONNS];
+	static FCGX_Request *conns[MAX_CONNS];
 	static struct pollfd pfd[MAX_CONNS + 1];
 	int nconns = 0, npfd, i, j, n, timeout;
 	int flags = fcntl(s->listen_fd, F_GETFL);
@@ -132,15 +118,15 @@ serve_loop(struct serve *s)
 			if (nconns == 0)
 				break;
 			if (deadline == 0)
-				deadline = now_ms() + s->drain_ms;
-			if ((n = (int)(deadline - now_ms())) <= 0)
+				deadline = clock_ms() + s->drain_ms;
+			if ((n = (int)(deadline - clock_ms())) <= 0)
 				break;
 			if (n < timeout)
 				timeout = n;
 		}
 		npfd = 0;
 		for (i = 0; i < nconns; i++)
-			pfd[npfd++] = (struct pollfd){ conns[i]->req.ipcFd,
+			pfd[npfd++] = (struct pollfd){ conns[i]->ipcFd,
 			    POLLIN, 0 };
 		if (!*s->stopping && nconns < MAX_CONNS)
 			pfd[npfd++] = (struct pollfd){ s->listen_fd, POLLIN,
@@ -163,7 +149,7 @@ serve_loop(struct serve *s)
 			accept_one(s, conns, &nconns);
 	}
 	for (i = 0; i < nconns; i++) {
-		FCGX_Free(&conns[i]->req, 1);
+		FCGX_Free(conns[i], 1);
 		free(conns[i]);
 	}
 	return 0;
