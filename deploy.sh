@@ -1159,10 +1159,11 @@ pool_retire() {
 		kill -TERM "$pid" 2>/dev/null || true
 		# shellcheck disable=SC2086
 		if ! wait_gone 5 "$pid" $kids; then
-			# A worker signalled just before it entered accept()
-			# sleeps there until a connection comes, and none will.
-			# multiwatch passes a second SIGTERM on as SIGTERM; that
-			# one interrupts accept().
+			# A worker serves the connections nginx kept to it
+			# until nginx closes them (2 idle seconds, 100 requests;
+			# 10 s at most: cgi-src/serve.c). multiwatch passes a
+			# second SIGTERM on as SIGTERM; the worker (or another
+			# program run as the pool) takes it as the first.
 			kill -TERM "$pid" 2>/dev/null || true
 			# shellcheck disable=SC2086
 			if ! wait_gone $(( STOP_TIMEOUT - 5 )) "$pid" $kids; then
