@@ -32,8 +32,10 @@ INVALIDATOR = invalidator db_notify
 # the Postgres layer), so a new module of the worker joins it by existing.
 WORKER	= $(filter-out $(COMMON) $(INVALIDATOR),$(SRC:cgi-src/%.c=%))
 obj	= $(1:%=$(BUILD)/obj/%.o)
-# Pure modules the unit tests link against (no FastCGI, no servers).
-PURE	= buf valid query order route cache breaker kv log config keys etag metrics
+# Modules the unit tests link against: pure code, no servers (http.c: the
+# FastCGI stream only in http_send and http_read_body, which no test calls).
+PURE	= buf valid query order route cache breaker kv log config keys etag metrics \
+	  http
 UNIT	= $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all check test clean deps asan fuzz fuzz-build faults soak test-cluster

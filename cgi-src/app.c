@@ -85,7 +85,7 @@ dispatch(struct app *app, FCGX_Request *fr, const struct request *req,
 		break;
 	case ROUTE_BAD_METHOD:
 		http_error(resp, 405, "method not allowed");
-		http_header(resp, "Allow", "%s",
+		http_header(resp, "Allow",
 		    route_allow(allowed, allow, sizeof(allow)));
 		break;
 	case ROUTE_OK:

@@ -205,7 +205,7 @@ answer_cached(struct exchange *x, const struct cache_ns *ns, const char *id,
 		http_cached_json(x->resp, x->req, res.max_age);
 	else
 		answer_failure(x, lr);
-	http_header(x->resp, "X-Cache", "%s", cache_status_names[res.status]);
+	http_header(x->resp, "X-Cache", cache_status_names[res.status]);
 	metrics_count(cache_status_metrics[res.status], 1);
 	metrics_count(MC_CACHE_FILL, (unsigned long)res.stored);
 	metrics_count(MC_CACHE_FILL_WAIT, (unsigned long)res.waited);
@@ -393,7 +393,7 @@ answer_created(struct exchange *x, const struct order_row *row)
 		return -1;
 	}
 	http_json(x->resp, 201);
-	http_header(x->resp, "Location", "/orders/%d", (int)row->orderid);
+	http_headerf(x->resp, "Location", "/orders/%d", (int)row->orderid);
 	return 0;
 }
 

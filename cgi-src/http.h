@@ -76,7 +76,9 @@ int http_read_body(FCGX_Stream *in, const struct request *r, struct buf *body,
 
 void http_response_reset(struct response *resp);
 void http_response_free(struct response *resp);	/* NULL-safe */
-void http_header(struct response *resp, const char *name, const char *fmt,
+/* A header line; a value is cut at a line break (values are never a client's). */
+void http_header(struct response *resp, const char *name, const char *value);
+void http_headerf(struct response *resp, const char *name, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));
 /* A JSON answer: the body must be set by the caller. */
 void http_json(struct response *resp, int status);
@@ -92,9 +94,16 @@ void http_cached_json(struct response *resp, const struct request *r,
 void http_error(struct response *resp, int status, const char *msg);
 
 /*
- * Writes status, headers (with Content-Length but for 204 and 304, and
- * Server-Timing: cache, db and total) and, unless HEAD, the body. 0, or -1
- * on I/O error.
+ * The FastCGI answer's head into out (reset first): Status, resp's headers,
+ * Content-Length but for 204 and 304, and Server-Timing: cache, db and
+ * total (total_ms), each in ms with two decimals; then the blank line.
+ * 0, or -1 when out of memory.
+ */
+int http_head(struct buf *out, const struct response *resp, double total_ms);
+
+/*
+ * Writes the head (http_head, total: since resp->started_ms) and, unless
+ * HEAD, the body. 0, or -1 on I/O error or out of memory.
  */
 int http_send(FCGX_Stream *out, const struct request *r,
     const struct response *resp);

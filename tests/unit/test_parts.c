@@ -155,6 +155,103 @@ test_cache_keys(void **state)
 	assert_string_equal(key, "app1:index:count");
 	assert_int_equal(cache_key(small, sizeof(small), "orders:", &ids,
 	    "17"), -1);
+	cache_gen_key(key, sizeof(key), "orders:", &ids);
+	assert_string_equal(key, "orders:gen:id");
+	/* "orders:id:17" is 12 bytes: 13 hold it and its NUL, 12 do not */
+	assert_int_equal(cache_key(key, 13, "orders:", &ids, "17"), 12);
+	assert_string_equal(key, "orders:id:17");
+	assert_int_equal(cache_key(key, 12, "orders:", &ids, "17"), -1);
+	assert_int_equal(cache_index_key(key, 0, "", &ids), -1);
+}
+
+/* What a request is made of: the first of each name; "" as none. */
+static void
+test_request_parse(void **state)
+{
+	char *env[] = {
+		"HTTP_HOST=localhost", "REQUEST_METHOD=POST",
+		"REQUEST_URI=/orders/7?x=1", "QUERY_STRING=x=1",
+		"REQUEST_ID=", "HTTP_IDEMPOTENCY_KEY=", "CONTENT_TYPEX=no",
+		"CONTENT_TYPE=application/json", "HTTP_IDEMPOTENCY_KEY=k2",
+		"HTTP_IF_NONE_MATCH=\"a\"", "HTTP_IF_NONE_MATCH=\"b\"",
+		"REQUEST_METHOD=GET", "CONTENT_LENGTH=12", "RE", "", NULL
+	};
+	char *bad_len[] = { "REQUEST_METHOD=GET", "CONTENT_LENGTH=1x", NULL };
+	char *none[] = { NULL };
+	char long_uri[HTTP_PATH_MAX + 32] = "REQUEST_URI=/";
+	char *too_long[] = { long_uri, NULL };
+	struct request r;
+	char err[64];
+
+	(void)state;
+	assert_int_equal(http_request_parse(env, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.method, HTTP_POST);
+	assert_string_equal(r.path, "/orders/7");
+	assert_string_equal(r.query, "x=1");
+	assert_null(r.request_id);
+	assert_string_equal(r.content_type, "application/json");
+	assert_int_equal(r.content_length, 12);
+	/* an empty key is still a key, and two came */
+	assert_string_equal(r.idempotency_key, "");
+	assert_int_equal(r.idempotency_keys, 2);
+	assert_string_equal(r.if_none_match, "\"a\"");
+
+	assert_int_equal(http_request_parse(none, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.method, HTTP_OTHER);
+	assert_string_equal(r.path, "/");
+	assert_null(r.query);
+	assert_null(r.idempotency_key);
+	assert_int_equal(r.idempotency_keys, 0);
+	assert_int_equal(r.content_length, -1);
+
+	assert_int_equal(http_request_parse(bad_len, &r, err, sizeof(err)),
+	    400);
+	memset(long_uri + strlen(long_uri), 'a', HTTP_PATH_MAX);
+	long_uri[sizeof(long_uri) - 1] = '\0';
+	assert_int_equal(http_request_parse(too_long, &r, err, sizeof(err)),
+	    414);
+}
+
+/* The FastCGI head: status line, headers, length, timings, blank line. */
+static void
+test_http_head(void **state)
+{
+	struct response resp;
+	struct buf head = BUF_INIT;
+
+	(void)state;
+	memset(&resp, 0, sizeof(resp));
+	http_response_reset(&resp);
+	resp.status = 200;
+	http_header(&resp, "X-Cache", "HIT");
+	http_header(&resp, "X-Evil", "a\r\nSet-Cookie: b");
+	http_headerf(&resp, "Location", "/orders/%d", 7);
+	buf_puts(&resp.body, "{\"count\":50}");
+	resp.cache_ms = 1.234;
+	resp.db_ms = 0;
+	assert_int_equal(http_head(&head, &resp, 12.999), 0);
+	assert_string_equal(head.data, "Status: 200 OK\r\n"
+	    "X-Cache: HIT\r\nX-Evil: a\r\nLocation: /orders/7\r\n"
+	    "Content-Length: 12\r\n"
+	    "Server-Timing: cache;dur=1.23, db;dur=0.00, total;dur=13.00"
+	    "\r\n\r\n");
+
+	/* 304 and 204: no Content-Length; odd times are 0 */
+	buf_reset(&resp.headers);
+	resp.status = 304;
+	resp.cache_ms = -3;
+	resp.db_ms = 0.005;
+	assert_int_equal(http_head(&head, &resp, 1234567.891), 0);
+	assert_string_equal(head.data, "Status: 304 Not Modified\r\n"
+	    "Server-Timing: cache;dur=0.00, db;dur=0.01, total;dur=1234567.89"
+	    "\r\n\r\n");
+	resp.status = 204;
+	assert_int_equal(http_head(&head, &resp, 0), 0);
+	assert_null(strstr(head.data, "Content-Length"));
+	assert_non_null(strstr(head.data, "Status: 204 No Content\r\n"));
+
+	http_response_free(&resp);
+	buf_free(&head);
 }
 
 static void
@@ -199,6 +296,8 @@ main(void)
 		cmocka_unit_test(test_routes_not_found),
 		cmocka_unit_test(test_redis_urls),
 		cmocka_unit_test(test_cache_keys),
+		cmocka_unit_test(test_request_parse),
+		cmocka_unit_test(test_http_head),
 		cmocka_unit_test(test_money),
 		cmocka_unit_test(test_dates),
 	};
