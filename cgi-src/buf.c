@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int
+int
 buf_reserve(struct buf *b, size_t extra)
 {
 	size_t need, cap;
@@ -84,4 +84,29 @@ const char *
 buf_str(const struct buf *b)
 {
 	return b->data != NULL ? b->data : "";
+}
+
+size_t
+fmt_ulong(char *dst, unsigned long long v)
+{
+	char tmp[FMT_INT_MAX];
+	size_t n = 0, i;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	for (i = 0; i < n; i++)
+		dst[i] = tmp[n - 1 - i];
+	dst[n] = '\0';
+	return n;
+}
+
+size_t
+fmt_long(char *dst, long long v)
+{
+	if (v >= 0)
+		return fmt_ulong(dst, (unsigned long long)v);
+	dst[0] = '-';
+	/* -(v + 1) + 1: no overflow at LLONG_MIN */
+	return 1 + fmt_ulong(dst + 1, (unsigned long long)-(v + 1) + 1);
 }

@@ -471,12 +471,12 @@ db_one_order(struct db *db, enum exec_kind kind, const char *sql,
 enum db_status
 db_count_orders(struct db *db, const struct criteria *c, int64_t *count)
 {
-	char cust[16], money[24];
+	char cust[FMT_INT_MAX], money[24];
 	const char *params[4], *sql;
 	PGresult *res;
 	enum db_status st;
 
-	snprintf(cust, sizeof(cust), "%d", (int)c->customerid);
+	fmt_long(cust, c->customerid);
 	params[0] = c->has_customerid ? cust : NULL;
 	params[1] = c->has_from ? c->from : NULL;
 	params[2] = c->has_to ? c->to : NULL;

@@ -20,21 +20,6 @@ static const struct {
 	{ "DELETE", HTTP_DELETE },
 };
 
-/* v in decimal at p, not terminated; returns the end */
-static char *
-put_ulong(char *p, unsigned long v)
-{
-	char tmp[24];
-	size_t n = 0;
-
-	do
-		tmp[n++] = (char)('0' + v % 10);
-	while ((v /= 10) != 0);
-	while (n > 0)
-		*p++ = tmp[--n];
-	return p;
-}
-
 /* milliseconds with two decimals ("1.62"), as %.2f of a value >= 0 */
 static char *
 put_ms(char *p, double ms)
@@ -46,7 +31,7 @@ put_ms(char *p, double ms)
 	if (ms > 1e12)
 		ms = 1e12;
 	c = (unsigned long)(ms * 100 + 0.5);
-	p = put_ulong(p, c / 100);
+	p += fmt_ulong(p, c / 100);
 	*p++ = '.';
 	*p++ = (char)('0' + c / 10 % 10);
 	*p++ = (char)('0' + c % 10);
@@ -288,7 +273,7 @@ http_cached_json(struct response *resp, const struct request *r, int max_age)
 		http_json(resp, 200);
 	http_header(resp, "ETag", etag);
 	memcpy(cc, "max-age=", 8);
-	*put_ulong(cc + 8, max_age > 0 ? (unsigned long)max_age : 0) = '\0';
+	fmt_ulong(cc + 8, max_age > 0 ? (unsigned long)max_age : 0);
 	http_header(resp, "Cache-Control", cc);
 }
 
@@ -323,20 +308,19 @@ http_error(struct response *resp, int status, const char *msg)
 int
 http_head(struct buf *out, const struct response *resp, double total_ms)
 {
-	char num[24];
+	char num[FMT_INT_MAX];
 
 	buf_reset(out);
 	buf_append(out, "Status: ", 8);
-	buf_append(out, num, (size_t)(put_ulong(num,
-	    resp->status > 0 ? (unsigned long)resp->status : 0) - num));
+	buf_append(out, num, fmt_ulong(num,
+	    resp->status > 0 ? (unsigned long)resp->status : 0));
 	buf_append(out, " ", 1);
 	buf_puts(out, http_reason(resp->status));
 	buf_append(out, "\r\n", 2);
 	buf_append(out, resp->headers.data, resp->headers.len);
 	if (resp->status != 204 && resp->status != 304) {
 		buf_append(out, "Content-Length: ", 16);
-		buf_append(out, num, (size_t)(put_ulong(num,
-		    resp->body.len) - num));
+		buf_append(out, num, fmt_ulong(num, resp->body.len));
 		buf_append(out, "\r\n", 2);
 	}
 	buf_append(out, "Server-Timing: cache;dur=", 25);

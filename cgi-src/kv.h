@@ -114,6 +114,13 @@ unsigned long kv_failures(const struct kv *kv);
 enum kv_status kv_get(struct kv *kv, const char *key, struct buf *out);
 
 /*
+ * A command in Redis's protocol (RESP) into out, as redisFormatCommandArgv
+ * makes it; lens NULL: each argument's strlen. 0, or -1 when out of memory.
+ */
+int kv_format_command(struct buf *out, int argc, const char *const *argv,
+    const size_t *lens);
+
+/*
  * A read of key that GET did not answer: KV_OK with the value in out, and
  * in *ttl_ms the milliseconds it has left to live (-1: no ttl), when it is
  * there; else the generation now in gen_key goes into t, and the lock

@@ -3,9 +3,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
+#include <hiredis/hiredis.h>
 
 #include "cache.h"
 #include "http.h"
@@ -164,6 +166,57 @@ test_cache_keys(void **state)
 	assert_int_equal(cache_index_key(key, 0, "", &ids), -1);
 }
 
+/* Decimal numbers without printf, at their edges. */
+static void
+test_fmt_numbers(void **state)
+{
+	char num[FMT_INT_MAX], want[FMT_INT_MAX];
+	const long long v[] = { 0, 7, -7, 9, 10, -10, 99, 100, 2147483647LL,
+	    -2147483647LL - 1, 9223372036854775807LL,
+	    -9223372036854775807LL - 1 };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		snprintf(want, sizeof(want), "%lld", v[i]);
+		assert_int_equal(fmt_long(num, v[i]), strlen(want));
+		assert_string_equal(num, want);
+	}
+	assert_int_equal(fmt_ulong(num, 18446744073709551615ULL), 20);
+	assert_string_equal(num, "18446744073709551615");
+}
+
+/* Our RESP is hiredis's, byte for byte: empty, binary, long arguments. */
+static void
+test_resp_format(void **state)
+{
+	static char big[70000];
+	const char *argv[] = { "EVALSHA", "", "a\r\nb", big, "x" };
+	size_t lens[] = { 7, 0, 4, sizeof(big), 1 };
+	struct buf out = BUF_INIT;
+	char *want;
+	int n, argc;
+
+	(void)state;
+	memset(big, 'v', sizeof(big));
+	big[100] = '\0';	/* a NUL inside: lengths, not strlen */
+	for (argc = 0; argc <= 5; argc++) {
+		n = redisFormatCommandArgv(&want, argc, argv, lens);
+		assert_true(n > 0);
+		assert_int_equal(kv_format_command(&out, argc, argv, lens), 0);
+		assert_int_equal(out.len, (size_t)n);
+		assert_memory_equal(out.data, want, (size_t)n);
+		redisFreeCommand(want);
+	}
+	/* lens NULL: each argument's strlen */
+	n = redisFormatCommandArgv(&want, 3, argv, NULL);
+	assert_int_equal(kv_format_command(&out, 3, argv, NULL), 0);
+	assert_int_equal(out.len, (size_t)n);
+	assert_memory_equal(out.data, want, (size_t)n);
+	redisFreeCommand(want);
+	buf_free(&out);
+}
+
 /* What a request is made of: the first of each name; "" as none. */
 static void
 test_request_parse(void **state)
@@ -296,6 +349,8 @@ main(void)
 		cmocka_unit_test(test_routes_not_found),
 		cmocka_unit_test(test_redis_urls),
 		cmocka_unit_test(test_cache_keys),
+		cmocka_unit_test(test_fmt_numbers),
+		cmocka_unit_test(test_resp_format),
 		cmocka_unit_test(test_request_parse),
 		cmocka_unit_test(test_http_head),
 		cmocka_unit_test(test_money),
