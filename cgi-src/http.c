@@ -309,34 +309,36 @@ int
 http_head(struct buf *out, const struct response *resp, double total_ms)
 {
 	char num[FMT_INT_MAX];
+	int rc = 0;	/* -1 once an append failed: each is 0 or -1 */
 
 	buf_reset(out);
-	buf_append(out, "Status: ", 8);
-	buf_append(out, num, fmt_ulong(num,
+	rc |= buf_append(out, "Status: ", 8);
+	rc |= buf_append(out, num, fmt_ulong(num,
 	    resp->status > 0 ? (unsigned long)resp->status : 0));
-	buf_append(out, " ", 1);
-	buf_puts(out, http_reason(resp->status));
-	buf_append(out, "\r\n", 2);
-	buf_append(out, resp->headers.data, resp->headers.len);
+	rc |= buf_append(out, " ", 1);
+	rc |= buf_puts(out, http_reason(resp->status));
+	rc |= buf_append(out, "\r\n", 2);
+	rc |= buf_append(out, resp->headers.data, resp->headers.len);
 	if (resp->status != 204 && resp->status != 304) {
-		buf_append(out, "Content-Length: ", 16);
-		buf_append(out, num, fmt_ulong(num, resp->body.len));
-		buf_append(out, "\r\n", 2);
+		rc |= buf_append(out, "Content-Length: ", 16);
+		rc |= buf_append(out, num, fmt_ulong(num, resp->body.len));
+		rc |= buf_append(out, "\r\n", 2);
 	}
-	buf_append(out, "Server-Timing: cache;dur=", 25);
-	buf_append(out, num, (size_t)(put_ms(num, resp->cache_ms) - num));
-	buf_append(out, ", db;dur=", 9);
-	buf_append(out, num, (size_t)(put_ms(num, resp->db_ms) - num));
-	buf_append(out, ", total;dur=", 12);
-	buf_append(out, num, (size_t)(put_ms(num, total_ms) - num));
-	return buf_append(out, "\r\n\r\n", 4);
+	rc |= buf_append(out, "Server-Timing: cache;dur=", 25);
+	rc |= buf_append(out, num, (size_t)(put_ms(num, resp->cache_ms) - num));
+	rc |= buf_append(out, ", db;dur=", 9);
+	rc |= buf_append(out, num, (size_t)(put_ms(num, resp->db_ms) - num));
+	rc |= buf_append(out, ", total;dur=", 12);
+	rc |= buf_append(out, num, (size_t)(put_ms(num, total_ms) - num));
+	rc |= buf_append(out, "\r\n\r\n", 4);
+	return rc == 0 ? 0 : -1;
 }
 
 int
 http_send(FCGX_Stream *out, const struct request *r,
     const struct response *resp)
 {
-	static struct buf head = BUF_INIT;	/* kept: one request at a time */
+	static struct buf head = BUF_INIT;	/* kept: a request at a time */
 
 	if (http_head(&head, resp, clock_ms() - resp->started_ms) == -1 ||
 	    FCGX_PutStr(head.data, (int)head.len, out) < 0)

@@ -76,7 +76,7 @@ int http_read_body(FCGX_Stream *in, const struct request *r, struct buf *body,
 
 void http_response_reset(struct response *resp);
 void http_response_free(struct response *resp);	/* NULL-safe */
-/* A header line; a value is cut at a line break (values are never a client's). */
+/* A header line; the value is cut at a line break (never a client's). */
 void http_header(struct response *resp, const char *name, const char *value);
 void http_headerf(struct response *resp, const char *name, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));

@@ -123,7 +123,10 @@ criteria_key(const struct criteria *c, char *out, size_t outlen)
 	char num[FMT_INT_MAX], money[24];
 	size_t len = 0;
 
-#define ADD(s)	do { if (add(out, outlen, &len, (s)) == -1) return -1; } while (0)
+#define ADD(s)	do {						\
+	if (add(out, outlen, &len, (s)) == -1)				\
+		return -1;						\
+} while (0)
 #define SEP()	do { if (len > 0) ADD("&"); } while (0)
 	if (outlen == 0)
 		return -1;
