@@ -155,8 +155,7 @@ teardown_file() {
 
 @test "nginx keeps its connection to the pool: 20 sequential requests over one, closed by both ends 2 s after the last" {
   command -v ss >/dev/null || skip "no ss (iproute2)"
-  none() { [[ $(pool_conns) == 0 ]]; }
-  wait_for 5 none || flunk "connections held before the test: $(pool_conns)"
+  wait_for 5 no_pool_conns || flunk "connections held before the test: $(pool_conns)"
   c=$(fresh_customer)
   for i in $(seq 1 20); do
     req GET "/orders/count?customerid=$c&to=2004-01-$(printf %02d $((i % 28 + 1)))"
@@ -165,7 +164,7 @@ teardown_file() {
   assert_eq "connections the pool holds after 20 requests" 1 "$(pool_conns)"
   # nginx closes an idle one after 2 s (keepalive_timeout), and the worker
   # its end as soon as it sees that: nothing left open on either side
-  wait_for 5 none || flunk "still held 5 s after the last request: $(pool_conns)"
+  wait_for 5 no_pool_conns || flunk "still held 5 s after the last request: $(pool_conns)"
 }
 
 @test "a body the handler did not read (a 405 with 12 KiB) is skipped: the connection stays kept, and the next POST on it is a 201" {

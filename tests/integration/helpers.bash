@@ -312,9 +312,11 @@ par_get() {
 # a worker this test is about to keep busy.
 no_kept_conns() {
   command -v ss >/dev/null || return 0
-  none() { [[ $(pool_conns) == 0 ]]; }
-  wait_for 3 none
+  wait_for 3 no_pool_conns
 }
+
+# no_pool_conns: true when nginx holds no connection to the pool.
+no_pool_conns() { [[ $(pool_conns) == 0 ]]; }
 
 # ---------------------------------------------------------------- assertions
 
