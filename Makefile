@@ -110,8 +110,8 @@ deps:
 # (bench/run-bench.sh; TSV and PNG in bench/out/). Then the service and
 # the tutorial's own Python app (bench/tutorial/app.py) back to back, case
 # by case, and a table "service vs the tutorial app" (BENCH_TUTORIAL=0:
-# without; its packages come with deps --bench). About 27 minutes;
-# BENCH_SWEEPS= make bench: the main table alone, 14. It prints, it
+# without; its packages come with deps --bench). About 30 minutes;
+# BENCH_SWEEPS= make bench: the main table alone, 16. It prints, it
 # asserts nothing about speed.
 .PHONY: bench bench-build
 bench-build: $(BUILD)/floor $(BUILD)/floor-redis $(BUILD)/rss-libpq

@@ -88,7 +88,7 @@
 # answers, socket errors; the tutorial app's timeouts are only reported:
 # they are its slowness, not a fault of the run) or a stack failed.
 #
-# At the defaults on the 2-core development machine, about 27 minutes: 14
+# At the defaults on the 2-core development machine, about 30 minutes: 16
 # for the main table (of which some 5 for the service and the tutorial app
 # back to back), 7 for the workers sweep, 5 for the rows sweep (of which
 # some 3 to load 10,000,000 orders).
