@@ -86,6 +86,18 @@ buf_str(const struct buf *b)
 	return b->data != NULL ? b->data : "";
 }
 
+int
+str_add(char *out, size_t outlen, size_t *len, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (*len >= outlen || n >= outlen - *len)
+		return -1;
+	memcpy(out + *len, s, n + 1);
+	*len += n;
+	return 0;
+}
+
 size_t
 fmt_ulong(char *dst, unsigned long long v)
 {

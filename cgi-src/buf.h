@@ -23,6 +23,12 @@ void buf_free(struct buf *b);	/* NULL-safe */
 const char *buf_str(const struct buf *b);	/* "" when empty */
 
 /*
+ * s after the *len bytes of out (outlen bytes), terminated, *len moved on:
+ * 0, or -1 (out untouched) when it does not fit. Key and criteria names.
+ */
+int  str_add(char *out, size_t outlen, size_t *len, const char *s);
+
+/*
  * v in decimal into dst, NUL-terminated: its length. dst holds
  * FMT_INT_MAX bytes. For the hot paths, where snprintf's "%d" cost a
  * thousand instructions a number.

@@ -111,21 +111,16 @@ join(char *out, size_t outlen, const char *a, const char *b, const char *c,
     const char *d, const char *e)
 {
 	const char *parts[5] = { a, b, c, d, e };
-	size_t len = 0, n;
+	size_t len = 0;
 	int i;
 
-	for (i = 0; i < 5; i++) {
-		if (parts[i] == NULL)
-			continue;
-		n = strlen(parts[i]);
-		if (n >= outlen - len)
-			return -1;
-		memcpy(out + len, parts[i], n);
-		len += n;
-	}
 	if (outlen == 0)
 		return -1;
-	out[len] = '\0';
+	out[0] = '\0';
+	for (i = 0; i < 5; i++)
+		if (parts[i] != NULL &&
+		    str_add(out, outlen, &len, parts[i]) == -1)
+			return -1;
 	return (int)len;
 }
 

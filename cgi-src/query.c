@@ -103,19 +103,6 @@ criteria_parse(const char *qs, struct criteria *c, char *err, size_t errlen)
 	return 0;
 }
 
-/* s after out's len bytes, terminated; -1 when it does not fit */
-static int
-add(char *out, size_t outlen, size_t *len, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n >= outlen - *len)
-		return -1;
-	memcpy(out + *len, s, n + 1);
-	*len += n;
-	return 0;
-}
-
 /* Not snprintf: a hit builds its key on every request (callgrind). */
 int
 criteria_key(const struct criteria *c, char *out, size_t outlen)
@@ -124,7 +111,7 @@ criteria_key(const struct criteria *c, char *out, size_t outlen)
 	size_t len = 0;
 
 #define ADD(s)	do {						\
-	if (add(out, outlen, &len, (s)) == -1)				\
+	if (str_add(out, outlen, &len, (s)) == -1)			\
 		return -1;						\
 } while (0)
 #define SEP()	do { if (len > 0) ADD("&"); } while (0)
