@@ -212,8 +212,8 @@ delta() {
 
 # chromium_start URL: Chromium on URL, in a process group of its own that
 # timeout kills after 60 s whatever happens (chromium_stop, in teardown,
-# kills it at once); CHROMIUM_DIR holds its fresh profile, the pipes and its
-# log.
+# kills it at once); CHROMIUM_DIR holds its fresh profile, the pipes, its
+# log and its TMPDIR.
 chromium_start() {
   CHROMIUM_DIR=$(mktemp -d /tmp/orders-chromium.XXXXXX)
   mkfifo "$CHROMIUM_DIR/to" "$CHROMIUM_DIR/from"
@@ -224,7 +224,9 @@ chromium_start() {
     done
     # timeout leads a process group of its own: kill -- -PID reaches
     # Chromium's children (zygote, renderer) too
-    exec timeout -k 5 60 chromium --headless --no-sandbox --disable-gpu \
+    # its scratch directories (org.chromium.Chromium.*) go with CHROMIUM_DIR
+    mkdir "$CHROMIUM_DIR/tmp"
+    TMPDIR=$CHROMIUM_DIR/tmp exec timeout -k 5 60 chromium --headless --no-sandbox --disable-gpu \
       --disable-background-networking --disable-component-update --disable-sync \
       --no-first-run --user-data-dir="$CHROMIUM_DIR/profile" \
       --remote-debugging-pipe "$1" 3<"$CHROMIUM_DIR/to" 4>"$CHROMIUM_DIR/from"
