@@ -25,7 +25,8 @@
 #              worker hosts hit again on the new master within 10 s
 #   replay     replay is paused on the Postgres replica while writes go on
 #   (all)      the checker saw no stale read and lost no acknowledged
-#              write; every answer was 200, 201, 404 or 503
+#              write; every answer was 200, 201, 404 or 503 (but for
+#              the cut's requests in flight, which its own check counts)
 #
 # Prints TAP lines, the figures each phase measured, and as its last line
 # "N passed, N failed". Always removes its namespaces, processes and
@@ -438,7 +439,12 @@ check "no read returned a count missing an acknowledged write, nor a 404 for one
   eval "((rounds > 0 && stale == 0))"
 DETAIL=("acknowledged $acked, found on the primary $found")
 check "0 acknowledged writes lost" eval "((acked > 0 && found == acked))"
-others=$(cat "$T"/*.wrk | awk '$1 == "status" && $2 !~ /^(200|201|404|503)$/ { s += $3 } END { print s + 0 }')
+# A request in flight to w1 when its link went down may end as a socket
+# error (wrk's status 0): the cut's own check counts those against the
+# requests that can be in flight; here they are left out of cut.wrk only.
+others=$(for f in "$T"/*.wrk; do
+  awk -v cut="$([[ $f == "$T/cut.wrk" ]] && echo 1)" '$1 == "status" && $2 !~ /^(200|201|404|503)$/ && !(cut && $2 == 0) { s += $3 } END { print s + 0 }' "$f"
+done | awk '{ s += $1 } END { print s + 0 }')
 others=$((others + $(awk '$1 !~ /^(200|201|404|503)$/ { s += $2 } END { print s + 0 }' "$T/checker/statuses")))
 DETAIL=("$(grep -h '^status' "$T"/*.wrk | sort | tr '\n' ' ') checker: $codes")
 check "all through: only 200, 201, 404 and 503 answered" eval "((others == 0))"
