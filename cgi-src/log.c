@@ -9,7 +9,12 @@
 
 static enum log_level	 min_level = LOG_INFO;
 static const char	*component_name = "worker";
-static char		 request_id[64];
+/*
+ * The request in hand's id as nginx passed it (in the request's own
+ * parameters, which outlive it), made safe only when a line is written:
+ * most requests log nothing.
+ */
+static const char	*request_id;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
@@ -36,10 +41,7 @@ log_level_parse(const char *s, enum log_level *out)
 void
 log_set_request_id(const char *rid)
 {
-	if (rid == NULL)
-		request_id[0] = '\0';
-	else
-		log_safe(request_id, sizeof(request_id), rid);
+	request_id = rid;
 }
 
 char *
@@ -61,7 +63,7 @@ log_safe(char *dst, size_t dstlen, const char *src)
 void
 log_msg(enum log_level level, const char *fmt, ...)
 {
-	char msg[1024], ts[32], line[1280];
+	char msg[1024], ts[32], line[1280], rid[64];
 	int n;
 	struct timespec now;
 	struct tm tm;
@@ -78,7 +80,8 @@ log_msg(enum log_level level, const char *fmt, ...)
 	n = snprintf(line, sizeof(line),
 	    "ts=%s.%03ldZ level=%s %s=%d%s%s msg=\"%s\"\n",
 	    ts, now.tv_nsec / 1000000, level_names[level], component_name,
-	    (int)getpid(), request_id[0] ? " rid=" : "", request_id, msg);
+	    (int)getpid(), request_id != NULL && request_id[0] != '\0' ?
+	    " rid=" : "", log_safe(rid, sizeof(rid), request_id), msg);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line)) {
