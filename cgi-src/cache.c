@@ -145,12 +145,15 @@ cache_gen_key(char *out, size_t outlen, const char *prefix,
 	return join(out, outlen, prefix, "gen:", ns->name, NULL, NULL);
 }
 
+/*
+ * The keys besides the entry's own: only a read that goes past a plain
+ * GET (the lease, the fill) needs them, so a hit does not name them.
+ */
 static int
-entry_keys(struct entry_keys *k, const char *prefix,
+other_keys(struct entry_keys *k, const char *prefix,
     const struct cache_ns *ns, const char *id)
 {
-	if (cache_key(k->key, sizeof(k->key), prefix, ns, id) == -1 ||
-	    cache_index_key(k->index, sizeof(k->index), prefix, ns) == -1 ||
+	if (cache_index_key(k->index, sizeof(k->index), prefix, ns) == -1 ||
 	    cache_gen_key(k->gen, sizeof(k->gen), prefix, ns) == -1 ||
 	    join(k->lock, sizeof(k->lock), prefix, "lock:", ns->name, ":",
 	    id) == -1)
@@ -185,28 +188,30 @@ memo_slot(struct cache *c, const char *key, uint64_t *kh)
 	return &c->memo[*kh % CACHE_MEMO_SLOTS];
 }
 
+/* bh: the body's etag_hash */
 static void
-memo_learn(struct cache_memo *m, uint64_t kh, const struct buf *body,
-    double expires_ms)
+memo_learn(struct cache_memo *m, uint64_t kh, uint64_t bh, double expires_ms)
 {
 	m->key = kh;
-	m->body = etag_hash(body->data, body->len);
+	m->body = bh;
 	m->expires_ms = expires_ms;
 }
 
-/* Seconds a client may keep a hit, rounded down: never past the entry. */
+/*
+ * Seconds a client may keep a hit whose body has etag_hash bh, rounded
+ * down: never past the entry.
+ */
 static int
-hit_max_age(struct cache_memo *m, uint64_t kh, const struct buf *body,
-    long long ttl_ms, double sent_ms)
+hit_max_age(struct cache_memo *m, uint64_t kh, uint64_t bh, long long ttl_ms,
+    double sent_ms)
 {
 	double left;
 
 	if (ttl_ms >= 0) {		/* the lease told: learn it */
-		memo_learn(m, kh, body, sent_ms + (double)ttl_ms);
+		memo_learn(m, kh, bh, sent_ms + (double)ttl_ms);
 		return (int)(ttl_ms / 1000);
 	}
-	if (ttl_ms == -1 || m->key != kh ||
-	    m->body != etag_hash(body->data, body->len)) {
+	if (ttl_ms == -1 || m->key != kh || m->body != bh) {
 		m->key = 0;		/* no ttl, or another entry */
 		return 0;
 	}
@@ -317,9 +322,9 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 	double t0, t1;
 
 	res->cache_ms = res->load_ms = 0;
-	res->waited = res->stored = res->max_age = 0;
+	res->waited = res->stored = res->max_age = res->hashed = 0;
 	res->status = CACHE_BYPASS;
-	if (entry_keys(&k, c->prefix, ns, id) == -1) {
+	if (cache_key(k.key, sizeof(k.key), c->prefix, ns, id) == -1) {
 		log_error("cache: key too long for %s", ns->name);
 		return LOAD_ERROR;
 	}
@@ -338,13 +343,19 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 	if (m->key == kh && m->expires_ms - t0 >= 1000)
 		ks = kv_get(c->kv, k.key, body);
 	if (ks == KV_MISS) {
+		if (other_keys(&k, c->prefix, ns, id) == -1) {
+			log_error("cache: key too long for %s", ns->name);
+			return LOAD_ERROR;
+		}
 		t1 = clock_ms();
 		ks = lease_or_wait(c, &k, body, &t, res, &ttl_ms);
 	}
 	res->cache_ms = clock_ms() - t0;
 	if (ks == KV_OK) {
 		res->status = CACHE_HIT;
-		res->max_age = hit_max_age(m, kh, body, ttl_ms, t1);
+		res->hash = etag_hash(body->data, body->len);
+		res->hashed = 1;
+		res->max_age = hit_max_age(m, kh, res->hash, ttl_ms, t1);
 		return LOAD_OK;
 	}
 	if (ks != KV_DOWN)
@@ -367,7 +378,9 @@ cache_read(struct cache *c, const struct cache_ns *ns, const char *id,
 		if (ks == KV_OK) {
 			res->stored = 1;
 			res->max_age = c->ttl;
-			memo_learn(m, kh, body, t0 + c->ttl * 1000.0);
+			res->hash = etag_hash(body->data, body->len);
+			res->hashed = 1;
+			memo_learn(m, kh, res->hash, t0 + c->ttl * 1000.0);
 		}
 		else if (ks == KV_STALE)
 			log_debug("cache: %s changed while loading, not stored",

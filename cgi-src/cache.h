@@ -69,6 +69,12 @@ struct cache_result {
 	 * entry's remaining ttl (a hit), the ttl (a fill), else 0.
 	 */
 	int		 max_age;
+	/*
+	 * hashed: the body's etag_hash is in hash (the cache needs it for a
+	 * hit or a fill: whoever makes the ETag need not hash it again).
+	 */
+	int		 hashed;
+	uint64_t	 hash;
 };
 
 /* Appends the body of a LOAD_OK answer to body. */

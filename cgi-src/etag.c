@@ -22,8 +22,13 @@ etag_hash(const char *p, size_t len)
 void
 etag_of(const char *body, size_t len, char out[ETAG_MAX])
 {
+	etag_format(etag_hash(body, len), out);
+}
+
+void
+etag_format(uint64_t h, char out[ETAG_MAX])
+{
 	static const char hex[] = "0123456789abcdef";
-	uint64_t h = etag_hash(body, len);
 	int j;
 
 	out[0] = '"';

@@ -21,6 +21,9 @@ void etag_of(const char *body, size_t len, char out[ETAG_MAX]);
 /* FNV-1a 64 of p[0..len): the tag's number. */
 uint64_t etag_hash(const char *p, size_t len);
 
+/* The tag of the number etag_hash gave: etag_of without hashing again. */
+void etag_format(uint64_t hash, char out[ETAG_MAX]);
+
 /*
  * Whether an If-None-Match field value matches etag (a tag of etag_of):
  * "*", or a comma-separated list of entity-tags one of which is etag by

@@ -195,14 +195,15 @@ answer_cached(struct exchange *x, const struct cache_ns *ns, const char *id,
 		lr = cache_read(&x->app->cache, ns, id, load, arg,
 		    &x->resp->body, &res);
 	} else {
-		memset(&res, 0, sizeof(res));
+		memset(&res, 0, sizeof(res));	/* not hashed */
 		res.status = CACHE_BYPASS;
 		res.load_ms = clock_ms();
 		lr = load(arg, &x->resp->body);
 		res.load_ms = clock_ms() - res.load_ms;
 	}
 	if (lr == LOAD_OK)
-		http_cached_json(x->resp, x->req, res.max_age);
+		http_cached_json(x->resp, x->req, res.max_age,
+		    res.hashed ? &res.hash : NULL);
 	else
 		answer_failure(x, lr);
 	http_header(x->resp, "X-Cache", cache_status_names[res.status]);

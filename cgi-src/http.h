@@ -6,6 +6,7 @@
 #define ORDERS_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <fcgiapp.h>
 
@@ -86,10 +87,11 @@ void http_json(struct response *resp, int status);
  * A cached read's 200 with its body in resp->body: a strong ETag of the
  * body and Cache-Control: max-age=max_age; or, when the request's
  * If-None-Match matches the tag, 304 with the same two headers and no
- * body. The one place a read's validators are made.
+ * body. The one place a read's validators are made. hash: the body's
+ * etag_hash when the caller has it (the cache does), else NULL.
  */
 void http_cached_json(struct response *resp, const struct request *r,
-    int max_age);
+    int max_age, const uint64_t *hash);
 /* {"error": msg} with the status. */
 void http_error(struct response *resp, int status, const char *msg);
 

@@ -50,6 +50,27 @@ test_tag_depends_on_every_byte(void **state)
 	assert_int_equal(strlen(a), ETAG_MAX - 1);
 }
 
+/* the cache hashes a hit's body once; the tag made from that number */
+static void
+test_format_of_hash_is_the_tag(void **state)
+{
+	static const char *const bodies[] = { "", "a", "{\"count\":7}",
+	    "{\"orderid\":4242,\"customerid\":17,\"netamount\":\"10.00\"}" };
+	char a[ETAG_MAX], b[ETAG_MAX];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		tag(bodies[i], a);
+		etag_format(etag_hash(bodies[i], strlen(bodies[i])), b);
+		assert_string_equal(a, b);
+	}
+	etag_format(0, b);
+	assert_string_equal(b, "\"0000000000000000\"");
+	etag_format(UINT64_MAX, b);
+	assert_string_equal(b, "\"ffffffffffffffff\"");
+}
+
 static void
 test_none_match_lists(void **state)
 {
@@ -114,6 +135,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tag_is_fnv1a_64_quoted_hex),
 		cmocka_unit_test(test_tag_depends_on_every_byte),
+		cmocka_unit_test(test_format_of_hash_is_the_tag),
 		cmocka_unit_test(test_none_match_lists),
 		cmocka_unit_test(test_none_match_is_weak),
 		cmocka_unit_test(test_none_match_star),

@@ -222,6 +222,7 @@ static void
 test_request_parse(void **state)
 {
 	char *env[] = {
+		"REQUEST_URI", "REQUEST_I=/no", "REQUEST_URIS=/no",
 		"HTTP_HOST=localhost", "REQUEST_METHOD=POST",
 		"REQUEST_URI=/orders/7?x=1", "QUERY_STRING=x=1",
 		"REQUEST_ID=", "HTTP_IDEMPOTENCY_KEY=", "CONTENT_TYPEX=no",
