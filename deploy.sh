@@ -817,8 +817,8 @@ redis_ping() {
 redis_acl_rules() {
 	ACL_RULES=(on ">$S_REDIS_APP_PASSWORD" "~${CACHE_PREFIX}*" resetchannels
 		-@all +auth +hello +ping +select '+script|load' +evalsha +eval
-		+get +pttl +set +del +exists +incr +sadd +srem +smembers +srandmember
-		'+info' +scan +unlink +type +zadd +zscore)
+		+get +pttl +set +del +exists +incr +sadd +srem +spop +smembers
+		+srandmember '+info' +scan +unlink +type +zadd +zscore)
 }
 
 # redis_acl: (re)defines user "orders" in the running Redis, from scratch
