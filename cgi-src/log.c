@@ -10,9 +10,9 @@
 static enum log_level	 min_level = LOG_INFO;
 static const char	*component_name = "worker";
 /*
- * The request in hand's id as nginx passed it (in the request's own
- * parameters, which outlive it), made safe only when a line is written:
- * most requests log nothing.
+ * The request in hand's id as nginx passed it: a pointer into the
+ * request's parameters, which live until app_handle sets it back to NULL.
+ * Made safe only when a line is written: most requests log nothing.
  */
 static const char	*request_id;
 
