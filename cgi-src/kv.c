@@ -286,10 +286,35 @@ parse_unix_query(const char *q, struct kv_url *u)
 	return 0;
 }
 
+/*
+ * "user:password", "user" or "password", from p up to at (the '@'),
+ * percent-decoded into u. Alone, the word is the password when
+ * alone_is_password (redis://password@host, redis-cli's older form), else
+ * the user (unix://user@/path, redis-py's form, the password in the
+ * query).
+ */
+static int
+parse_userinfo(const char *p, const char *at, int alone_is_password,
+    struct kv_url *u)
+{
+	const char *colon = memchr(p, ':', (size_t)(at - p));
+
+	if (colon != NULL)
+		return pct_decode(p, (size_t)(colon - p), u->user,
+		    sizeof(u->user), 0) < 0 ||
+		    pct_decode(colon + 1, (size_t)(at - colon - 1),
+		    u->password, sizeof(u->password), 0) < 0 ? -1 : 0;
+	if (alone_is_password)
+		return pct_decode(p, (size_t)(at - p), u->password,
+		    sizeof(u->password), 0) < 0 ? -1 : 0;
+	return pct_decode(p, (size_t)(at - p), u->user, sizeof(u->user),
+	    0) < 0 ? -1 : 0;
+}
+
 static int
 parse_tcp(const char *p, struct kv_url *u)
 {
-	const char *at, *colon, *host, *slash, *hostend, *portstart;
+	const char *at, *host, *slash, *hostend, *portstart;
 
 	slash = strchr(p, '/');
 	if (slash == NULL)
@@ -297,16 +322,8 @@ parse_tcp(const char *p, struct kv_url *u)
 	at = memchr(p, '@', (size_t)(slash - p));
 	host = p;
 	if (at != NULL) {
-		colon = memchr(p, ':', (size_t)(at - p));
-		if (colon != NULL) {
-			if (pct_decode(p, (size_t)(colon - p), u->user,
-			    sizeof(u->user), 0) < 0 ||
-			    pct_decode(colon + 1, (size_t)(at - colon - 1),
-			    u->password, sizeof(u->password), 0) < 0)
-				return -1;
-		} else if (pct_decode(p, (size_t)(at - p), u->password,
-		    sizeof(u->password), 0) < 0)
-			return -1;	/* redis://password@host */
+		if (parse_userinfo(p, at, 1, u) == -1)
+			return -1;
 		host = at + 1;
 	}
 	if (*host == '[') {	/* [::1]:6379 */
@@ -340,7 +357,7 @@ parse_tcp(const char *p, struct kv_url *u)
 int
 kv_url_parse(const char *url, struct kv_url *u, char *err, size_t errlen)
 {
-	const char *q;
+	const char *q, *path, *at;
 	size_t plen;
 
 	memset(u, 0, sizeof(*u));
@@ -356,11 +373,18 @@ kv_url_parse(const char *url, struct kv_url *u, char *err, size_t errlen)
 	}
 	if (strncmp(url, "unix://", 7) == 0) {
 		u->unix_socket = 1;
-		q = strchr(url + 7, '?');
-		plen = q ? (size_t)(q - url - 7) : strlen(url + 7);
-		if (plen == 0 || plen >= sizeof(u->path) || url[7] != '/')
+		path = url + 7;
+		if (*path != '/') {	/* unix://user[:password]@/path */
+			if ((at = strchr(path, '@')) == NULL || at[1] != '/' ||
+			    parse_userinfo(path, at, 0, u) == -1)
+				goto bad;
+			path = at + 1;
+		}
+		q = strchr(path, '?');
+		plen = q ? (size_t)(q - path) : strlen(path);
+		if (plen == 0 || plen >= sizeof(u->path))
 			goto bad;
-		memcpy(u->path, url + 7, plen);
+		memcpy(u->path, path, plen);
 		u->path[plen] = '\0';
 		if (q != NULL && parse_unix_query(q + 1, u) == -1)
 			goto bad;
@@ -369,7 +393,7 @@ kv_url_parse(const char *url, struct kv_url *u, char *err, size_t errlen)
 bad:
 	snprintf(err, errlen, "REDIS_URL must look like "
 	    "redis://[user:password@]host[:port][/db] or "
-	    "unix:///path?password=...&db=N");
+	    "unix://[user@]/path?password=...&db=N");
 	return -1;
 }
 

@@ -65,7 +65,8 @@ struct kv_ticket {
 
 /*
  * redis://[user:password@]host[:port][/db] or
- * unix:///path?password=...&db=N. 0, or -1 with a reason in err.
+ * unix://[user[:password]@]/path[?password=...&db=N] (redis-py's forms).
+ * 0, or -1 with a reason in err.
  */
 int kv_url_parse(const char *url, struct kv_url *u, char *err, size_t errlen);
 

@@ -64,6 +64,24 @@ teardown_file() {
   [[ $out == *NOAUTH* ]] || flunk "Redis answered without a password: $out"
 }
 
+@test "the pool and the invalidator reach the local Redis over its Unix socket, which asks for a password and which only Redis's user and www-data may open" {
+  run_dir=$(head -1 "$STATE_DIR/run.path" 2>/dev/null) || run_dir=$STATE_DIR/run
+  sock=$run_dir/redis/redis.sock
+  [[ -S $sock ]] || flunk "Redis has no socket at $sock" "$(ls -la "$run_dir")"
+  req GET /orders/count
+  assert_status 200
+  clients=$(rcli CLIENT LIST | grep ' user=orders ')
+  [[ -n $clients ]] || flunk "no connection of user orders in Redis's CLIENT LIST"
+  tcp=$(grep -v " addr=$sock:" <<<"$clients" || true)
+  [[ -z $tcp ]] || flunk "connections of user orders that do not come through $sock:" "$tcp"
+  out=$(redis-cli -s "$sock" PING 2>&1 </dev/null)
+  [[ $out == *NOAUTH* ]] || flunk "Redis answered over its socket without a password: $out"
+  if ((EUID == 0)); then
+    out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups -- redis-cli -s "$sock" PING 2>&1 </dev/null)
+    [[ $out == *"Permission denied"* ]] || flunk "user nobody reached $sock: $out" "$(ls -la "$run_dir/redis")"
+  fi
+}
+
 @test "running ./deploy.sh again is harmless: same servers, data not reloaded, service answers" {
   before=$(stack_status | awk '$1 == "postgres" || $1 == "redis" || $1 == "nginx"' | sort)
   rows=$(rows_total)

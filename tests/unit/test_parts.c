@@ -129,6 +129,28 @@ test_redis_urls(void **state)
 	assert_string_equal(u.password, "x");
 	assert_int_equal(u.db, 3);
 
+	assert_string_equal(u.user, "");
+
+	/* redis-py's user before the path: deploy.sh's URL for the pool */
+	assert_int_equal(kv_url_parse("unix://orders@/run/o/redis.sock?"
+	    "password=p%26q&db=0", &u, err, sizeof(err)), 0);
+	assert_true(u.unix_socket);
+	assert_string_equal(u.path, "/run/o/redis.sock");
+	assert_string_equal(u.user, "orders");
+	assert_string_equal(u.password, "p&q");
+	assert_int_equal(u.db, 0);
+	assert_int_equal(kv_url_parse("unix://u%40x:pw@/s", &u, err,
+	    sizeof(err)), 0);
+	assert_string_equal(u.path, "/s");
+	assert_string_equal(u.user, "u@x");
+	assert_string_equal(u.password, "pw");
+
+	assert_int_equal(kv_url_parse("unix://orders@run/redis.sock", &u, err,
+	    sizeof(err)), -1);
+	assert_int_equal(kv_url_parse("unix://orders/run/redis.sock", &u, err,
+	    sizeof(err)), -1);
+	assert_int_equal(kv_url_parse("unix://orders@", &u, err,
+	    sizeof(err)), -1);
 	assert_int_equal(kv_url_parse("rediss://h:6380", &u, err,
 	    sizeof(err)), -1);
 	assert_int_equal(kv_url_parse("http://h", &u, err, sizeof(err)), -1);
