@@ -77,7 +77,7 @@ teardown_file() {
   out=$(redis-cli -s "$sock" PING 2>&1 </dev/null)
   [[ $out == *NOAUTH* ]] || flunk "Redis answered over its socket without a password: $out"
   if ((EUID == 0)); then
-    out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups -- redis-cli -s "$sock" PING 2>&1 </dev/null)
+    out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups -- redis-cli -s "$sock" PING 2>&1 </dev/null) || true
     [[ $out == *"Permission denied"* ]] || flunk "user nobody reached $sock: $out" "$(ls -la "$run_dir/redis")"
   fi
 }
