@@ -8,7 +8,9 @@
  * nginx + FastCGI + the pool + one round trip to Redis, nothing else.
  * bench/run-bench.sh runs it as the pool (WORKER_BIN=build/floor-redis
  * ./deploy.sh scale N), so it gets the worker's environment: REDIS_URL
- * (redis://[user:password@]host[:port][/db], no percent-escapes: the
+ * (redis://[user:password@]host[:port][/db], or the Unix socket's
+ * unix://[user@]/path?password=...&db=N that deploy.sh gives the pool, so
+ * that the floor's round trip is the service's; no percent-escapes: the
  * passwords deploy.sh makes are hex) and CACHE_PREFIX (default "orders:",
  * which the service's Redis user is limited to).
  *
@@ -30,7 +32,7 @@
 
 #include "serve.h"
 
-static char host[256], user[128], password[256];
+static char host[256], sockpath[108], user[128], password[256];
 static int port = 6379, db;
 static char key[256];
 static redisContext *redis;
@@ -70,12 +72,46 @@ copy(char *dst, size_t n, const char *s, const char *e)
 	return 0;
 }
 
-/* redis://[user:password@]host[:port][/db]: 0, or -1 */
+/* unix://[user@]/path[?password=...&db=N]: 0, or -1 */
+static int
+parse_unix_url(const char *p)
+{
+	const char *at, *q, *seg, *end;
+
+	if (*p != '/') {
+		if ((at = strchr(p, '@')) == NULL ||
+		    copy(user, sizeof(user), p, at) == -1)
+			return -1;
+		p = at + 1;
+	}
+	q = strchr(p, '?');
+	if (*p != '/' || copy(sockpath, sizeof(sockpath), p,
+	    q ? q : p + strlen(p)) == -1)
+		return -1;
+	for (seg = q; seg != NULL && *seg != '\0'; seg = end) {
+		seg++;
+		end = strchr(seg, '&');
+		if (end == NULL)
+			end = seg + strlen(seg);
+		if (strncmp(seg, "password=", 9) == 0) {
+			if (copy(password, sizeof(password), seg + 9, end) == -1)
+				return -1;
+		} else if (strncmp(seg, "db=", 3) == 0)
+			db = atoi(seg + 3);
+		else
+			return -1;
+	}
+	return 0;
+}
+
+/* redis://[user:password@]host[:port][/db] or parse_unix_url's: 0, or -1 */
 static int
 parse_url(const char *url)
 {
 	const char *p, *at, *colon, *slash;
 
+	if (strncmp(url, "unix://", 7) == 0)
+		return parse_unix_url(url + 7);
 	if (strncmp(url, "redis://", 8) != 0)
 		return -1;
 	p = url + 8;
@@ -122,10 +158,12 @@ redis_connect(void)
 
 	if (redis != NULL)
 		redisFree(redis);
-	redis = redisConnectWithTimeout(host, port, tv);
+	redis = sockpath[0] ? redisConnectUnixWithTimeout(sockpath, tv) :
+	    redisConnectWithTimeout(host, port, tv);
 	if (redis == NULL || redis->err) {
 		fprintf(stderr, "floor-redis: cannot connect to %s:%d: %s\n",
-		    host, port, redis ? redis->errstr : "out of memory");
+		    sockpath[0] ? sockpath : host, sockpath[0] ? 0 : port,
+		    redis ? redis->errstr : "out of memory");
 		goto fail;
 	}
 	if (redisSetTimeout(redis, tv) != REDIS_OK)
@@ -192,7 +230,8 @@ main(void)
 
 	if (url == NULL || parse_url(url) == -1) {
 		fprintf(stderr, "floor-redis: REDIS_URL must be "
-		    "redis://[user:password@]host[:port][/db]\n");
+		    "redis://[user:password@]host[:port][/db] or "
+		    "unix://[user@]/path?password=...&db=N\n");
 		return 1;
 	}
 	snprintf(key, sizeof(key), "%sbench:floor", prefix ? prefix : "orders:");

@@ -82,6 +82,22 @@ teardown_file() {
   fi
 }
 
+@test "the bench's floor-redis, as the pool, reads Redis with the URL deploy.sh gives the pool: its stored value, 200" {
+  make -s -C "$REPO" bench-build >/dev/null 2>&1 || flunk "make bench-build failed"
+  value='{"floor":"of a hit"}'
+  rcli SET "$(ckey bench:floor)" "$value" EX 120 >/dev/null
+  WORKER_BIN=$REPO/build/floor-redis deploy_sh scale "$WORKERS" ||
+    flunk "./deploy.sh scale with WORKER_BIN=build/floor-redis failed" "$(show_deploy_log)"
+  req GET /floor
+  status_was=$status_code body_was=$body
+  deploy_sh scale "$WORKERS" || flunk "./deploy.sh scale back to the service failed" "$(show_deploy_log)"
+  rcli DEL "$(ckey bench:floor)" >/dev/null
+  assert_eq "floor-redis's status" 200 "$status_was"
+  assert_eq "floor-redis's body" "$value" "$body_was"
+  req GET /healthz
+  assert_status 200
+}
+
 @test "running ./deploy.sh again is harmless: same servers, data not reloaded, service answers" {
   before=$(stack_status | awk '$1 == "postgres" || $1 == "redis" || $1 == "nginx"' | sort)
   rows=$(rows_total)
