@@ -87,6 +87,8 @@ export PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-10}
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+# 1 when this run found no deploy.state (cmd_up)
+FRESH_STATE=0
 cd "$REPO"
 
 # The servers started below would inherit every descriptor we were given,
@@ -528,6 +530,16 @@ pg_pid() {
 # shellcheck disable=SC2016 # $1 is sh's, not ours
 pg_write() { as_pg sh -c 'cat >"$1"' sh "$1"; }
 
+# pg_adopt: on a deploy with no state yet, a cluster already in PG_DATA
+# is one that an earlier deploy of this STATE_DIR made before its state
+# went: its orders are kept, and it is given this deploy's port (pg_start)
+# and, once running, this deploy's password for orders_app (pg_load_local).
+# Only a message: pg_start and pg_load_local do it for every cluster.
+pg_adopt() {
+	(( FRESH_STATE )) && [[ -f $PG_DATA/PG_VERSION ]] || return 0
+	msg "postgres: $PG_DATA is from an earlier deploy of this STATE_DIR: keeping its orders (remove it for an empty database)"
+}
+
 pg_init() {
 	[[ -f $PG_DATA/PG_VERSION ]] && return 0
 	local bin new=$PG_DIR/data.new
@@ -641,6 +653,11 @@ pool_db_url() {
 pg_start() {
 	local pid log bin dir opts=''
 	pg_auth "$PG_DATA"
+	if pid=$(pg_pid) && [[ $(sed -n 4p "$PG_DATA/postmaster.pid") != "$S_PG_PORT" ]]; then
+		# Not on deploy.state's port: started for a state that is gone.
+		msg "postgres: running (pid $pid) on port $(sed -n 4p "$PG_DATA/postmaster.pid"), not $S_PG_PORT: restarting"
+		pg_stop
+	fi
 	if pid=$(pg_pid); then
 		as_pg "$(pg_bin)/pg_ctl" -D "$PG_DATA" reload >/dev/null ||
 			warn "postgres: cannot reload pg_hba.conf"
@@ -652,8 +669,11 @@ pg_start() {
 	[[ $log == "$LOG_DIR/postgres.log" ]] || msg "postgres: log in $log (user postgres cannot write to $LOG_DIR)"
 	# The pool's socket beside the administrator's: the sockets themselves
 	# are open to all (0777), their directories are not.
+	# The port of deploy.state, not postgresql.conf's: a cluster that an
+	# earlier deploy of this STATE_DIR left has its own there (pg_adopt).
+	opts="-c port=$S_PG_PORT"
 	if dir=$(pg_pool_sockdir); then
-		opts="-c unix_socket_directories=$PG_SOCKDIR,$dir -c unix_socket_permissions=0777"
+		opts+=" -c unix_socket_directories=$PG_SOCKDIR,$dir -c unix_socket_permissions=0777"
 	else
 		msg "postgres: the pool connects over TCP (RUN_DIR $RUN_DIR does not suit a socket)"
 	fi
@@ -726,6 +746,15 @@ pg_load_local() {
 		psql_admin -d orders -f - <<-EOF
 		\\set app_password '$S_PG_PASSWORD'
 		\\i '$REPO/sql/roles.sql'
+		EOF
+	else
+		# deploy.state's password, whatever the role had: an adopted
+		# cluster's (pg_adopt) is the lost state's. A catalog update only:
+		# no lock on orders, sessions already open go on.
+		psql_admin -d orders -f - <<-EOF
+		\\set ON_ERROR_STOP on
+		\\set app_password '$S_PG_PASSWORD'
+		ALTER ROLE orders_app PASSWORD :'app_password';
 		EOF
 	fi
 }
@@ -1772,6 +1801,27 @@ build() {
 	[[ -x $INVALIDATOR_BIN ]] || die "no executable invalidator at $INVALIDATOR_BIN"
 }
 
+# leftovers_stop: servers that a deploy of this STATE_DIR left running
+# when its state went (the directory removed without ./deploy.sh stop,
+# say), stopped: their pid files are in RUN_DIR, which is named after
+# STATE_DIR's path (/run/orders-ID) and outlives it, but their ports and
+# passwords went with the state. (Its Postgres cluster, also outside it,
+# keeps its orders: see pg_adopt.)
+leftovers_stop() {
+	local any='' f
+	for f in "$RUN_DIR"/*.pid "$NGINX_PID"; do
+		[[ -e $f ]] && any=1
+	done
+	[[ -n $any ]] || return 0
+	msg "STATE_DIR $STATE_DIR has no state: stopping what an earlier deploy of it left running"
+	nginx_stop
+	pool_retire_all
+	rm -f -- "$(pool_link)"
+	invalidator_stop
+	tunnel_stop
+	redis_stop
+}
+
 # cmd_up [ROLE]: ./deploy.sh (all), ./deploy.sh worker, ./deploy.sh edge.
 cmd_up() {
 	local pid new_gen=''
@@ -1779,12 +1829,15 @@ cmd_up() {
 	setup_paths 1
 	mkdir -p "$LOG_DIR"
 	lock_state
+	FRESH_STATE=0
+	[[ -e $STATE_FILE ]] || FRESH_STATE=1
 	load_state
 	resolve_role "${1-}"
 	resolve_settings
 	resolve_role_settings
 	[[ $ROLE == edge ]] || build
 	setup_run_dir 1
+	(( FRESH_STATE )) && leftovers_stop
 	if [[ $ROLE == edge ]]; then
 		# nginx alone: no Postgres, Redis or pool of its own
 		DB_MODE=none REDIS_MODE=none DATABASE_URL='' REDIS_URL='' REDIS_ADMIN_URL=''
@@ -1833,6 +1886,7 @@ up_backend() {
 	local pid gen cur_workers
 	if [[ $DB_MODE == local ]]; then
 		setup_pg_paths 1
+		pg_adopt
 		pg_init
 		pg_start
 		pg_load_local

@@ -3,6 +3,18 @@
 # a worker killed and replaced, scaling under load.
 
 load helpers
+source "$REPO/tests/lib/ports.bash"
+
+teardown() {
+  # the stack of the STATE_DIR-removed test, whatever happened to it
+  if [[ -n ${ORPHAN-} ]]; then
+    other_stack_stop "$ORPHAN/state"
+    [[ ${ORPHAN_PG-} == /var/lib/postgresql/orders-* ]] && rm -rf -- "$ORPHAN_PG"
+    [[ ${ORPHAN_RUN-} == /run/orders-* ]] && rm -rf -- "$ORPHAN_RUN"
+    rm -rf -- "$ORPHAN"
+  fi
+  return 0
+}
 
 teardown_file() {
   # leave two workers behind for the files that follow, whatever happened
@@ -96,6 +108,41 @@ teardown_file() {
   assert_eq "floor-redis's body" "$value" "$body_was"
   req GET /healthz
   assert_status 200
+}
+
+@test "a STATE_DIR removed, stopped first or still running, and deployed again: the cluster left outside it keeps its orders, on the new port and password" {
+  ((EUID == 0)) || skip "as root only: else Postgres lives inside STATE_DIR and goes with it"
+  [[ ${WORKER_BIN-} != */asan/* ]] || skip "deploy.sh's own: the plain pass runs it"
+  ORPHAN=$(mktemp -d /tmp/orders-orphan.XXXXXX)
+  s=$ORPHAN/state
+  port=$(pick_port) || flunk "no free loopback port"
+  # a stack of its own: not the suite's servers (deploy_log stays set)
+  up() {
+    local db=$DATABASE_URL redis=$REDIS_URL admin=${REDIS_ADMIN_URL-} rc=0
+    unset DATABASE_URL REDIS_URL REDIS_ADMIN_URL
+    STATE_DIR=$s PORT=$port ORDERS_ROWS=100 WORKERS=1 deploy_sh || rc=$?
+    export DATABASE_URL=$db REDIS_URL=$redis REDIS_ADMIN_URL=$admin
+    return $rc
+  }
+  # the orders as psql sees them through the env file's URL (TCP, password)
+  orders_in() { (. "$s/env" && psql -X "$DATABASE_URL" -tAc 'SELECT count(*) FROM orders' 2>&1); }
+  counted() { curl -s --max-time 10 "http://127.0.0.1:$port/orders/count"; }
+  up || flunk "./deploy.sh failed" "$(show_deploy_log)"
+  ORPHAN_PG=$(head -n 1 "$s/pg.path") ORPHAN_RUN=$(head -n 1 "$s/run.path")
+  [[ $ORPHAN_PG == /var/lib/postgresql/orders-* ]] || skip "Postgres lives in $ORPHAN_PG, not outside STATE_DIR"
+  (. "$s/env" && psql -X -q "$DATABASE_URL" -c "INSERT INTO orders (customerid, netamount, tax, totalamount) VALUES (7, 1, 0, 1)") ||
+    flunk "no INSERT through the env file's URL"
+  STATE_DIR=$s deploy_sh stop || flunk "./deploy.sh stop failed" "$(show_deploy_log)"
+  rm -rf -- "$s"
+  up || flunk "./deploy.sh after STATE_DIR was removed (stopped first) failed" "$(show_deploy_log)"
+  grep -q 'from an earlier deploy of this STATE_DIR' "$deploy_log" || flunk "deploy.sh did not say it kept the cluster" "$(show_deploy_log)"
+  assert_eq "orders through the new env file's URL, after a stop" 101 "$(orders_in)"
+  assert_eq "the service's count, after a stop" '{"count":101}' "$(counted)"
+  rm -rf -- "$s"
+  up || flunk "./deploy.sh after STATE_DIR was removed (running) failed" "$(show_deploy_log)"
+  grep -q 'stopping what an earlier deploy of it left running' "$deploy_log" || flunk "deploy.sh did not stop what was left running" "$(show_deploy_log)"
+  assert_eq "orders through the new env file's URL, while running" 101 "$(orders_in)"
+  assert_eq "the service's count, while running" '{"count":101}' "$(counted)"
 }
 
 @test "running ./deploy.sh again is harmless: same servers, data not reloaded, service answers" {
