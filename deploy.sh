@@ -1814,12 +1814,7 @@ leftovers_stop() {
 	done
 	[[ -n $any ]] || return 0
 	msg "STATE_DIR $STATE_DIR has no state: stopping what an earlier deploy of it left running"
-	nginx_stop
-	pool_retire_all
-	rm -f -- "$(pool_link)"
-	invalidator_stop
-	tunnel_stop
-	redis_stop
+	servers_stop
 }
 
 # cmd_up [ROLE]: ./deploy.sh (all), ./deploy.sh worker, ./deploy.sh edge.
@@ -1975,15 +1970,20 @@ cmd_stop() {
 	setup_paths 0 || { msg "nothing to stop: no $(state_dir_path)"; return 0; }
 	lock_state
 	setup_run_dir 0
-	# Front to back: nginx answers what it holds, then the workers finish.
+	servers_stop
+	pg_stop
+	msg "stopped"
+}
+
+# servers_stop: all but Postgres, by their pid files in RUN_DIR. Front to
+# back: nginx answers what it holds, then the workers finish.
+servers_stop() {
 	nginx_stop
 	pool_retire_all
 	rm -f -- "$(pool_link)"
 	invalidator_stop
 	tunnel_stop
 	redis_stop
-	pg_stop
-	msg "stopped"
 }
 
 cmd_status() {
