@@ -95,6 +95,7 @@ teardown_file() {
 }
 
 @test "the bench's floor-redis, as the pool, reads Redis with the URL deploy.sh gives the pool: its stored value, 200" {
+  plain_pass_only # (floor-redis has no sanitizer build)
   make -s -C "$REPO" bench-build >/dev/null 2>&1 || flunk "make bench-build failed"
   value='{"floor":"of a hit"}'
   rcli SET "$(ckey bench:floor)" "$value" EX 120 >/dev/null
@@ -112,7 +113,7 @@ teardown_file() {
 
 @test "a STATE_DIR removed, stopped first or still running, and deployed again: the cluster left outside it keeps its orders, on the new port and password" {
   ((EUID == 0)) || skip "as root only: else Postgres lives inside STATE_DIR and goes with it"
-  [[ ${WORKER_BIN-} != */asan/* ]] || skip "deploy.sh's own: the plain pass runs it"
+  plain_pass_only
   ORPHAN=$(mktemp -d /tmp/orders-orphan.XXXXXX)
   s=$ORPHAN/state
   port=$(pick_port) || flunk "no free loopback port"
@@ -146,6 +147,7 @@ teardown_file() {
 }
 
 @test "running ./deploy.sh again is harmless: same servers, data not reloaded, service answers" {
+  plain_pass_only
   before=$(stack_status | awk '$1 == "postgres" || $1 == "redis" || $1 == "nginx"' | sort)
   rows=$(rows_total)
   deploy_sh || {
@@ -161,6 +163,7 @@ teardown_file() {
 }
 
 @test "./deploy.sh brings a running nginx's configuration up to date (here: an older one naming a pool's socket), with a reload" {
+  plain_pass_only
   run_dir=$(head -1 "$STATE_DIR/run.path" 2>/dev/null) || run_dir=$STATE_DIR/run
   conf=$run_dir/nginx/nginx.conf
   [[ -f $conf ]] || flunk "no nginx configuration at $conf"

@@ -320,6 +320,13 @@ no_pool_conns() { [[ $(pool_conns) == 0 ]]; }
 
 # ---------------------------------------------------------------- assertions
 
+# plain_pass_only: skips the test in the sanitizer pass (--asan), for a
+# test of deploy.sh or the bench alone, where that pass would run no C of
+# ours that the plain pass does not, only take its time again.
+plain_pass_only() {
+  [[ ${WORKER_BIN-} != */asan/* ]] || skip "deploy.sh's or the bench's alone: the plain pass runs it"
+}
+
 flunk() {
   {
     printf '%s\n' "$@"
