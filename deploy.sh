@@ -667,11 +667,11 @@ pg_start() {
 	log=$(pg_log_file)
 	bin=$(pg_bin)
 	[[ $log == "$LOG_DIR/postgres.log" ]] || msg "postgres: log in $log (user postgres cannot write to $LOG_DIR)"
-	# The pool's socket beside the administrator's: the sockets themselves
-	# are open to all (0777), their directories are not.
 	# The port of deploy.state, not postgresql.conf's: a cluster that an
 	# earlier deploy of this STATE_DIR left has its own there (pg_adopt).
 	opts="-c port=$S_PG_PORT"
+	# The pool's socket beside the administrator's: the sockets themselves
+	# are open to all (0777), their directories are not.
 	if dir=$(pg_pool_sockdir); then
 		opts+=" -c unix_socket_directories=$PG_SOCKDIR,$dir -c unix_socket_permissions=0777"
 	else
