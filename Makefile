@@ -25,7 +25,7 @@ SRC	= $(wildcard cgi-src/*.c)
 # What both programs link: configuration, logging, the Redis layer, the
 # caching module (with the hash it shares with ETags) and what a write
 # makes stale.
-COMMON	= buf valid log config breaker kv cache etag keys
+COMMON	= buf valid log config breaker kv kv_url cache etag keys
 # The invalidator's own: its main loop and the Postgres layer's LISTEN side.
 INVALIDATOR = invalidator db_notify
 # The worker: every other file (the FastCGI loop, HTTP, routing, handlers,
@@ -34,7 +34,7 @@ WORKER	= $(filter-out $(COMMON) $(INVALIDATOR),$(SRC:cgi-src/%.c=%))
 obj	= $(1:%=$(BUILD)/obj/%.o)
 # Modules the unit tests link against: pure code, no servers (http.c: the
 # FastCGI stream only in http_send and http_read_body, which no test calls).
-PURE	= buf valid query order route cache breaker kv log config keys etag metrics \
+PURE	= buf valid query order route cache breaker kv kv_url log config keys etag metrics \
 	  http
 UNIT	= $(patsubst tests/unit/%.c,$(BUILD)/%,$(wildcard tests/unit/test_*.c))
 
@@ -126,8 +126,8 @@ $(BUILD)/floor: bench/floor.c $(FLOOR_OBJ) | $(BUILD)/obj
 $(BUILD)/rss-libpq: bench/rss-libpq.c | $(BUILD)/obj
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql) -o $@ $< $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
 
-$(BUILD)/floor-redis: bench/floor-redis.c $(FLOOR_OBJ) | $(BUILD)/obj
-	$(CC) $(CFLAGS) -Icgi-src -o $@ $< $(FLOOR_OBJ) -lfcgi $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
+$(BUILD)/floor-redis: bench/floor-redis.c $(FLOOR_OBJ) $(BUILD)/obj/kv_url.o $(BUILD)/obj/valid.o | $(BUILD)/obj
+	$(CC) $(CFLAGS) -Icgi-src -o $@ $< $(FLOOR_OBJ) $(BUILD)/obj/kv_url.o $(BUILD)/obj/valid.o -lfcgi $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
 
 BENCH_DEPS = $(if $(filter 0,$(BENCH_TUTORIAL)),--test,--bench)
 bench: all bench-build

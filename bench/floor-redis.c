@@ -7,11 +7,10 @@
  * no value is a 404, a failed GET a 503.  This is the floor of a cache hit:
  * nginx + FastCGI + the pool + one round trip to Redis, nothing else.
  * bench/run-bench.sh runs it as the pool (WORKER_BIN=build/floor-redis
- * ./deploy.sh scale N), so it gets the worker's environment: REDIS_URL
- * (redis://[user:password@]host[:port][/db], or the Unix socket's
- * unix://[user@]/path?password=...&db=N that deploy.sh gives the pool, so
- * that the floor's round trip is the service's; no percent-escapes: the
- * passwords deploy.sh makes are hex) and CACHE_PREFIX (default "orders:",
+ * ./deploy.sh scale N), so it gets the worker's environment: REDIS_URL,
+ * read by the service's own kv_url_parse (cgi-src/kv_url.c), so that the
+ * floor goes where the pool goes, the Unix socket deploy.sh gives it
+ * included, and CACHE_PREFIX (default "orders:",
  * which the service's Redis user is limited to).
  *
  * Build: make bench-build (build/floor-redis)
@@ -30,10 +29,10 @@
 #include <fcgiapp.h>
 #include <hiredis/hiredis.h>
 
+#include "kv.h"
 #include "serve.h"
 
-static char host[256], sockpath[108], user[128], password[256];
-static int port = 6379, db;
+static struct kv_url url;
 static char key[256];
 static redisContext *redis;
 static volatile sig_atomic_t stopping;
@@ -61,85 +60,6 @@ install_handler(void)
 	return sigaction(SIGINT, &sa, NULL);
 }
 
-/* copy [s, e) into dst of size n; -1 when it does not fit */
-static int
-copy(char *dst, size_t n, const char *s, const char *e)
-{
-	if ((size_t)(e - s) >= n)
-		return -1;
-	memcpy(dst, s, (size_t)(e - s));
-	dst[e - s] = '\0';
-	return 0;
-}
-
-/* unix://[user@]/path[?password=...&db=N]: 0, or -1 */
-static int
-parse_unix_url(const char *p)
-{
-	const char *at, *q, *seg, *end;
-
-	if (*p != '/') {
-		if ((at = strchr(p, '@')) == NULL ||
-		    copy(user, sizeof(user), p, at) == -1)
-			return -1;
-		p = at + 1;
-	}
-	q = strchr(p, '?');
-	if (*p != '/' || copy(sockpath, sizeof(sockpath), p,
-	    q ? q : p + strlen(p)) == -1)
-		return -1;
-	for (seg = q; seg != NULL && *seg != '\0'; seg = end) {
-		seg++;
-		end = strchr(seg, '&');
-		if (end == NULL)
-			end = seg + strlen(seg);
-		if (strncmp(seg, "password=", 9) == 0) {
-			if (copy(password, sizeof(password), seg + 9, end) == -1)
-				return -1;
-		} else if (strncmp(seg, "db=", 3) == 0)
-			db = atoi(seg + 3);
-		else
-			return -1;
-	}
-	return 0;
-}
-
-/* redis://[user:password@]host[:port][/db] or parse_unix_url's: 0, or -1 */
-static int
-parse_url(const char *url)
-{
-	const char *p, *at, *colon, *slash;
-
-	if (strncmp(url, "unix://", 7) == 0)
-		return parse_unix_url(url + 7);
-	if (strncmp(url, "redis://", 8) != 0)
-		return -1;
-	p = url + 8;
-	slash = strchr(p, '/');
-	if (slash == NULL)
-		slash = p + strlen(p);
-	at = memchr(p, '@', (size_t)(slash - p));
-	if (at != NULL) {
-		colon = memchr(p, ':', (size_t)(at - p));
-		if (colon != NULL) {
-			if (copy(user, sizeof(user), p, colon) == -1 ||
-			    copy(password, sizeof(password), colon + 1, at) == -1)
-				return -1;
-		} else if (copy(password, sizeof(password), p, at) == -1)
-			return -1;
-		p = at + 1;
-	}
-	colon = memchr(p, ':', (size_t)(slash - p));
-	if (copy(host, sizeof(host), p, colon ? colon : slash) == -1 ||
-	    host[0] == '\0')
-		return -1;
-	if (colon != NULL && (port = atoi(colon + 1)) <= 0)
-		return -1;
-	if (*slash == '/' && slash[1] != '\0')
-		db = atoi(slash + 1);
-	return 0;
-}
-
 /* a reply that is not an error, freed */
 static int
 ok_reply(redisReply *r)
@@ -158,23 +78,25 @@ redis_connect(void)
 
 	if (redis != NULL)
 		redisFree(redis);
-	redis = sockpath[0] ? redisConnectUnixWithTimeout(sockpath, tv) :
-	    redisConnectWithTimeout(host, port, tv);
+	redis = url.unix_socket ? redisConnectUnixWithTimeout(url.path, tv) :
+	    redisConnectWithTimeout(url.host, url.port, tv);
 	if (redis == NULL || redis->err) {
 		fprintf(stderr, "floor-redis: cannot connect to %s:%d: %s\n",
-		    sockpath[0] ? sockpath : host, sockpath[0] ? 0 : port,
+		    url.unix_socket ? url.path : url.host,
+		    url.unix_socket ? 0 : url.port,
 		    redis ? redis->errstr : "out of memory");
 		goto fail;
 	}
 	if (redisSetTimeout(redis, tv) != REDIS_OK)
 		goto fail;
-	if (password[0] != '\0' && !ok_reply(user[0]
-	    ? redisCommand(redis, "AUTH %s %s", user, password)
-	    : redisCommand(redis, "AUTH %s", password))) {
+	if (url.password[0] != '\0' && !ok_reply(url.user[0]
+	    ? redisCommand(redis, "AUTH %s %s", url.user, url.password)
+	    : redisCommand(redis, "AUTH %s", url.password))) {
 		fprintf(stderr, "floor-redis: AUTH refused\n");
 		goto fail;
 	}
-	if (db != 0 && !ok_reply(redisCommand(redis, "SELECT %d", db)))
+	if (url.db != 0 &&
+	    !ok_reply(redisCommand(redis, "SELECT %d", url.db)))
 		goto fail;
 	return 0;
 fail:
@@ -226,12 +148,16 @@ main(void)
 	/* The service's own loop (cgi-src/serve.c): connections kept between
 	   requests, closed at once when not (not a floor else). */
 	struct serve srv = { 0, serve, NULL, &stopping, 1, 10000 };
-	const char *url = getenv("REDIS_URL"), *prefix = getenv("CACHE_PREFIX");
+	const char *redis_url = getenv("REDIS_URL");
+	const char *prefix = getenv("CACHE_PREFIX");
+	char err[256];
 
-	if (url == NULL || parse_url(url) == -1) {
-		fprintf(stderr, "floor-redis: REDIS_URL must be "
-		    "redis://[user:password@]host[:port][/db] or "
-		    "unix://[user@]/path?password=...&db=N\n");
+	if (redis_url == NULL) {
+		fprintf(stderr, "floor-redis: no REDIS_URL\n");
+		return 1;
+	}
+	if (kv_url_parse(redis_url, &url, err, sizeof(err)) == -1) {
+		fprintf(stderr, "floor-redis: %s\n", err);
 		return 1;
 	}
 	snprintf(key, sizeof(key), "%sbench:floor", prefix ? prefix : "orders:");

@@ -70,6 +70,9 @@ struct kv_ticket {
  */
 int kv_url_parse(const char *url, struct kv_url *u, char *err, size_t errlen);
 
+/* s[0..len) as a decimal in [lo, hi] into *out: 0, or -1 (kv_url.c) */
+int kv_parse_int(const char *s, size_t len, int lo, int hi, int *out);
+
 /*
  * REDIS_SENTINELS ("host:port[,host:port...]", an IPv6 host in brackets)
  * and REDIS_MASTER_NAME into u's sentinels, to be called after
