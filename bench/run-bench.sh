@@ -118,6 +118,8 @@
 #   BENCH_SWEEP_WORKERS ("1 2 4 6 8")  pool sizes of the workers sweep
 #   BENCH_SWEEP_ROWS ("100000 1000000 10000000")  orders of the rows sweep
 #   BENCH_SWEEP_SECONDS (4)  per measured case of the sweeps
+#   SCHED_BATCH (1)       deploy.sh's: the stack's scheduling policy, which
+#                         the tutorial app gets too (0: SCHED_OTHER for both)
 
 set -u
 set -o pipefail
@@ -137,6 +139,13 @@ SETTLE=${BENCH_SETTLE:-11} # pg_stat: 10 s idle flush interval, plus one
 MAIN=${BENCH_MAIN:-1}
 TUTORIAL=${BENCH_TUTORIAL:-1}
 TUTORIAL_PY=/usr/bin/python3 # Debian's, with python3-fastapi and the rest (deploy.sh deps --bench)
+# The tutorial app runs under the scheduling policy deploy.sh gives the
+# stack (SCHED_BATCH there), so that the two are measured the same way.
+case ${SCHED_BATCH:-1} in
+1) SCHED=batch ;;
+0) SCHED=other ;;
+*) echo "run-bench.sh: SCHED_BATCH=$SCHED_BATCH: 1 or 0" >&2; exit 2 ;;
+esac
 SWEEPS=${BENCH_SWEEPS-workers rows}
 SWEEP_WORKERS=${BENCH_SWEEP_WORKERS:-1 2 4 6 8}
 SWEEP_ROWS=${BENCH_SWEEP_ROWS:-100000 1000000 10000000}
@@ -635,7 +644,7 @@ tutorial_start() {
   # (PYTHONDONTWRITEBYTECODE: no __pycache__ left in bench/tutorial/)
   DATABASE_URL=$db REDIS_URL=$(envvar REDIS_URL) TUTORIAL_PREFIX=$TUT_PREFIX CACHE_TTL=$(envvar CACHE_TTL) \
     TUTORIAL_CONNECT=$TUT_CONNECT PYTHONDONTWRITEBYTECODE=1 \
-    setsid "$TUTORIAL_PY" "$REPO/bench/tutorial/serve.py" --app-dir "$REPO/bench/tutorial" app:app \
+    setsid chrt "--$SCHED" 0 "$TUTORIAL_PY" "$REPO/bench/tutorial/serve.py" --app-dir "$REPO/bench/tutorial" app:app \
     --host 127.0.0.1 --port "$port" --workers "$POOL_N" --loop asyncio --http h11 \
     --no-access-log --log-level warning >>"$T/tutorial.log" 2>&1 </dev/null &
   TUT_PGID=$!
@@ -1069,6 +1078,7 @@ MAIN_DEPLOY_SECS=''
 rm -f "$OUT/workers.tsv" "$OUT/rows.tsv" "$OUT/sweeps.png" "$OUT/tutorial.tsv" "$OUT/duel.tsv"
 say "make bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- cgi-src 2>/dev/null || echo ' (cgi-src modified)'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 say "  wrk -t2 --latency, connections: $CONNS; floors and service through the same nginx"
+say "  scheduling: the stack (deploy.sh, SCHED_BATCH=${SCHED_BATCH:-1}), its floors and the tutorial app SCHED_${SCHED^^}; wrk SCHED_OTHER"
 ((MAIN)) && say "  main table: $ROWS orders, $NWORKERS workers, ${SECS}s per case, $REPS repetitions"
 ((TUTORIAL)) && say "  against the tutorial app: $TUT_ROUNDS rounds, ${TUT_SECS}s per case and side; bench/tutorial/app.py under uvicorn $("$TUTORIAL_PY" -c 'import uvicorn; print(uvicorn.__version__)' 2>/dev/null)" \
   "(asyncio, h11; TCP_NODELAY as with one process: bench/tutorial/serve.py), $NWORKERS workers," \

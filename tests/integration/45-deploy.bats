@@ -40,6 +40,38 @@ teardown_file() {
   done
 }
 
+# sched_classes PID...: "PID COMM CLASS" for each PID and its children (ps's
+# CLS: B is SCHED_BATCH, TS SCHED_OTHER)
+sched_classes() {
+  local pid
+  for pid; do
+    ps -o pid=,comm=,cls= -p "$pid"
+    ps -o pid=,comm=,cls= --ppid "$pid" || true
+  done
+}
+
+@test "every process of the stack runs SCHED_BATCH (deploy.sh's default), and a pool started with SCHED_BATCH=0 runs SCHED_OTHER" {
+  status_out=$(stack_status)
+  pids=$(awk '$2 ~ /^[0-9]+$/ && $3 == "running" { print $2 }' <<<"$status_out")
+  procs=$(sched_classes $pids)
+  # postgres: the postmaster and its backends; nginx: master and workers;
+  # the pool's and the invalidator's multiwatch and their children
+  for comm in postgres redis-server nginx multiwatch orders-worker orders-invalida; do
+    grep -q " $comm " <<<"$procs " || flunk "no $comm among the stack's processes:" "$procs"
+  done
+  other=$(awk '$3 != "B"' <<<"$procs")
+  [[ -z $other ]] || flunk "processes of the stack not SCHED_BATCH (CLS B):" "$other"
+
+  SCHED_BATCH=0 deploy_sh scale "$WORKERS" || { show_deploy_log; flunk "SCHED_BATCH=0 ./deploy.sh scale $WORKERS failed"; }
+  classes=$(for p in $(worker_pids); do ps -o cls= -p "$p"; done | sort | uniq -c)
+  assert_match "the new pool's workers' classes, SCHED_BATCH=0" "^ *$WORKERS TS$" "$classes"
+  deploy_sh scale "$WORKERS" || { show_deploy_log; flunk "./deploy.sh scale $WORKERS failed"; }
+  classes=$(for p in $(worker_pids); do ps -o cls= -p "$p"; done | sort | uniq -c)
+  assert_match "the new pool's workers' classes, by default" "^ *$WORKERS B$" "$classes"
+  SCHED_BATCH=yes deploy_sh status && flunk "SCHED_BATCH=yes was taken"
+  grep -q 'SCHED_BATCH=yes: 1 or 0' "$deploy_log" || flunk "SCHED_BATCH=yes: no clear error" "$(cat "$deploy_log")"
+}
+
 @test "deploy.sh wrote STATE_DIR/env, mode 0600, with export lines for DATABASE_URL, REDIS_URL, PORT" {
   f=$STATE_DIR/env
   [[ -f $f ]] || flunk "$f does not exist"
