@@ -63,10 +63,10 @@ sched_classes() {
   [[ -z $other ]] || flunk "processes of the stack not SCHED_BATCH (CLS B):" "$other"
 
   SCHED_BATCH=0 deploy_sh scale "$WORKERS" || { show_deploy_log; flunk "SCHED_BATCH=0 ./deploy.sh scale $WORKERS failed"; }
-  classes=$(for p in $(worker_pids); do ps -o cls= -p "$p"; done | sort | uniq -c)
+  classes=$(for p in $(worker_pids); do ps -o cls= -p "$p" | tr -d " "; done | sort | uniq -c)
   assert_match "the new pool's workers' classes, SCHED_BATCH=0" "^ *$WORKERS TS$" "$classes"
   deploy_sh scale "$WORKERS" || { show_deploy_log; flunk "./deploy.sh scale $WORKERS failed"; }
-  classes=$(for p in $(worker_pids); do ps -o cls= -p "$p"; done | sort | uniq -c)
+  classes=$(for p in $(worker_pids); do ps -o cls= -p "$p" | tr -d " "; done | sort | uniq -c)
   assert_match "the new pool's workers' classes, by default" "^ *$WORKERS B$" "$classes"
   SCHED_BATCH=yes deploy_sh status && flunk "SCHED_BATCH=yes was taken"
   grep -q 'SCHED_BATCH=yes: 1 or 0' "$deploy_log" || flunk "SCHED_BATCH=yes: no clear error" "$(cat "$deploy_log")"
