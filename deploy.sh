@@ -2127,8 +2127,8 @@ scale_worker_host() {
 cmd_restart() {
 	local n
 	setup_paths 0 || die "not deployed (no $(state_dir_path)): run ./deploy.sh first"
-	n=$(read_file "$STATE_DIR/workers" 4)
-	[[ $n =~ ^[1-9][0-9]*$ ]] || n=4
+	n=$(read_file "$STATE_DIR/workers" 6)
+	[[ $n =~ ^[1-9][0-9]*$ ]] || n=6
 	cmd_scale "$n"
 	[[ ${S_ROLE:-all} == worker ]] || nginx_pid >/dev/null || return 0
 	pool_pid >/dev/null || return 0
