@@ -54,8 +54,8 @@ sched_classes() {
   status_out=$(stack_status)
   pids=$(awk '$2 ~ /^[0-9]+$/ && $3 == "running" { print $2 }' <<<"$status_out")
   procs=$(sched_classes $pids)
-  # postgres: the postmaster and its backends; nginx: master and workers;
-  # the pool's and the invalidator's multiwatch and their children
+  # with their children: the postmaster's backends, nginx's workers, the
+  # pool's multiwatch's workers
   for comm in postgres redis-server nginx multiwatch orders-worker orders-invalida; do
     grep -q " $comm " <<<"$procs " || flunk "no $comm among the stack's processes:" "$procs"
   done
