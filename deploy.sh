@@ -653,11 +653,12 @@ pool_db_url() {
 }
 
 pg_start() {
-	local pid log bin dir opts=''
+	local pid port log bin dir opts=''
 	pg_auth "$PG_DATA"
-	if pid=$(pg_pid) && [[ $(sed -n 4p "$PG_DATA/postmaster.pid") != "$S_PG_PORT" ]]; then
+	if pid=$(pg_pid) && port=$(sed -n 4p "$PG_DATA/postmaster.pid") &&
+		[[ $port != "$S_PG_PORT" ]]; then
 		# Not on deploy.state's port: started for a state that is gone.
-		msg "postgres: running (pid $pid) on port $(sed -n 4p "$PG_DATA/postmaster.pid"), not $S_PG_PORT: restarting"
+		msg "postgres: running (pid $pid) on port $port, not $S_PG_PORT: restarting"
 		pg_stop
 	fi
 	if pid=$(pg_pid); then
