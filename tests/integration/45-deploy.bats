@@ -50,7 +50,13 @@ sched_classes() {
   done
 }
 
+# worker_classes: "COUNT CLASS" lines for the running workers
+worker_classes() {
+  for p in $(worker_pids); do ps -o cls= -p "$p" | tr -d " "; done | sort | uniq -c
+}
+
 @test "every process of the stack runs SCHED_BATCH (deploy.sh's default), and a pool started with SCHED_BATCH=0 runs SCHED_OTHER" {
+  plain_pass_only
   status_out=$(stack_status)
   pids=$(awk '$2 ~ /^[0-9]+$/ && $3 == "running" { print $2 }' <<<"$status_out")
   procs=$(sched_classes $pids)
@@ -63,10 +69,10 @@ sched_classes() {
   [[ -z $other ]] || flunk "processes of the stack not SCHED_BATCH (CLS B):" "$other"
 
   SCHED_BATCH=0 deploy_sh scale "$WORKERS" || { show_deploy_log; flunk "SCHED_BATCH=0 ./deploy.sh scale $WORKERS failed"; }
-  classes=$(for p in $(worker_pids); do ps -o cls= -p "$p" | tr -d " "; done | sort | uniq -c)
+  classes=$(worker_classes)
   assert_match "the new pool's workers' classes, SCHED_BATCH=0" "^ *$WORKERS TS$" "$classes"
   deploy_sh scale "$WORKERS" || { show_deploy_log; flunk "./deploy.sh scale $WORKERS failed"; }
-  classes=$(for p in $(worker_pids); do ps -o cls= -p "$p" | tr -d " "; done | sort | uniq -c)
+  classes=$(worker_classes)
   assert_match "the new pool's workers' classes, by default" "^ *$WORKERS B$" "$classes"
   SCHED_BATCH=yes deploy_sh status && flunk "SCHED_BATCH=yes was taken"
   grep -q 'SCHED_BATCH=yes: 1 or 0' "$deploy_log" || flunk "SCHED_BATCH=yes: no clear error" "$(cat "$deploy_log")"
